@@ -1,0 +1,315 @@
+"""Element-wise ops: the chain rule in one line each.
+
+Shapes: inputs broadcast as in NumPy; the engine sums each gradient back to
+its input's shape (autograd._unbroadcast), so a backward here returns
+gradients in the output's shape. Every backward is written with minicam
+ops, so it can be differentiated again (create_graph=True).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicam.autograd import Function, Tensor, as_tensor
+
+
+def _pair(a, b):
+    """Wrap two operands; a Python number takes the other operand's dtype."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+class Add(Function):
+    """y = a + b;  da = g,  db = g."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Function):
+    """y = a - b;  da = g,  db = -g."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
+
+
+class Neg(Function):
+    """y = -x;  dx = -g."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, g):
+        return (Neg.apply(g),)
+
+
+class Mul(Function):
+    """y = a * b;  da = g * b,  db = g * a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return g * b, g * a
+
+
+class Div(Function):
+    """y = a / b;  da = g / b,  db = -g * a / b^2."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return g / b, -g * a / (b * b)
+
+
+class Pow(Function):
+    """y = x^p for a constant number p;  dx = g * p * x^(p-1)."""
+
+    @staticmethod
+    def forward(ctx, x, exponent):
+        ctx.save_for_backward(exponent)
+        return np.power(x, exponent)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        (p,) = ctx.saved
+        if p == 0:
+            return (g * 0.0,)
+        return (g * p * Pow.apply(x, exponent=p - 1),)
+
+
+class Exp(Function):
+    """y = e^x;  dx = g * e^x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        return (g * Exp.apply(x),)
+
+
+class Log(Function):
+    """y = ln x;  dx = g / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        return (g / x,)
+
+
+class Abs(Function):
+    """y = |x|;  dx = g * sign(x)  (0 at x = 0, as torch)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        return (g * Tensor(np.sign(x.data)),)  # sign is a constant: exact higher order
+
+
+class ReLU(Function):
+    """y = max(x, 0);  dx = g * [x > 0].
+
+    The subgradient at x = 0 is 0, as in torch. The mask is a constant, so the
+    backward is linear in g and its own derivative (zero in x) is exact.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        return (g * Tensor((x.data > 0).astype(x.dtype)),)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x);  dx = g * y * (1 - y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        # Two branches so that e^(-x) never overflows for very negative x.
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        y = Sigmoid.apply(x)
+        return (g * y * (1 - y),)
+
+
+class Tanh(Function):
+    """y = tanh x;  dx = g * (1 - y^2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        y = Tanh.apply(x)
+        return (g * (1 - y * y),)
+
+
+class Softplus(Function):
+    """y = log(1 + e^(beta x)) / beta, and y = x where beta x > threshold (torch's rule);
+    dx = g * sigmoid(beta x), and g where beta x > threshold."""
+
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        ctx.save_for_backward(beta, threshold)
+        bx = beta * x
+        # log1p(e^bx) computed without overflow: max(bx, 0) + log1p(e^-|bx|)
+        smooth = (np.maximum(bx, 0) + np.log1p(np.exp(-np.abs(bx)))) / beta
+        return np.where(bx > threshold, x, smooth)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        beta, threshold = ctx.saved
+        linear = Tensor((beta * x.data > threshold).astype(x.dtype))  # constant mask
+        slope = linear + (1 - linear) * Sigmoid.apply(x * beta)
+        return (g * slope,)
+
+
+class Where(Function):
+    """y = a where condition else b (condition is a constant boolean array);
+    da = g * [condition],  db = g * [not condition]."""
+
+    @staticmethod
+    def forward(ctx, a, b, condition):
+        ctx.save_for_backward(condition)
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        (condition,) = ctx.saved
+        keep = Tensor(condition.astype(g.dtype))
+        return g * keep, g * (1 - keep)
+
+
+class ToDtype(Function):
+    """y = x converted to another float dtype;  dx = g converted back."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.inputs
+        return (ToDtype.apply(g, dtype=x.dtype),)
+
+
+# ----------------------------------------------------------------------------
+# The functional interface (torch names)
+# ----------------------------------------------------------------------------
+
+
+def add(a, b):
+    return Add.apply(*_pair(a, b))
+
+
+def sub(a, b):
+    return Sub.apply(*_pair(a, b))
+
+
+def mul(a, b):
+    return Mul.apply(*_pair(a, b))
+
+
+def div(a, b):
+    return Div.apply(*_pair(a, b))
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def pow(x, exponent):
+    if isinstance(exponent, Tensor) or not np.isscalar(exponent):
+        raise TypeError("pow: the exponent must be a Python number; for a tensor exponent use exp(b * log(a))")
+    return Pow.apply(x, exponent=float(exponent))
+
+
+def sqrt(x):
+    return Pow.apply(x, exponent=0.5)
+
+
+def exp(x):
+    return Exp.apply(x)
+
+
+def log(x):
+    return Log.apply(x)
+
+
+def abs(x):
+    return Abs.apply(x)
+
+
+def relu(input):
+    return ReLU.apply(input)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(input)
+
+
+def tanh(input):
+    return Tanh.apply(input)
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
+
+
+def where(condition, input, other):
+    """input where condition is True, else other; condition is a constant boolean array."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    a, b = _pair(input, other)
+    return Where.apply(a, b, condition=condition)
+
+
+def to_dtype(x, dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"to: dtype {dtype} is not supported; use np.float32 or np.float64")
+    x = as_tensor(x)
+    if x.dtype == dtype:
+        return x
+    return ToDtype.apply(x, dtype=dtype)
