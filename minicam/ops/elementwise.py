@@ -12,12 +12,19 @@ import numpy as np
 from minicam.autograd import Function, Tensor, as_tensor
 
 
-def _pair(a, b):
-    """Wrap two operands; a Python number takes the other operand's dtype."""
+def _pair(a, b, op: str):
+    """Wrap two operands (a Python number takes the other operand's dtype) and
+    check that their shapes broadcast."""
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+        a, b = a, as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast together") from None
+    return a, b
 
 
 class Add(Function):
@@ -241,19 +248,19 @@ class ToDtype(Function):
 
 
 def add(a, b):
-    return Add.apply(*_pair(a, b))
+    return Add.apply(*_pair(a, b, "add"))
 
 
 def sub(a, b):
-    return Sub.apply(*_pair(a, b))
+    return Sub.apply(*_pair(a, b, "sub"))
 
 
 def mul(a, b):
-    return Mul.apply(*_pair(a, b))
+    return Mul.apply(*_pair(a, b, "mul"))
 
 
 def div(a, b):
-    return Div.apply(*_pair(a, b))
+    return Div.apply(*_pair(a, b, "div"))
 
 
 def neg(x):
@@ -301,7 +308,7 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0):
 def where(condition, input, other):
     """input where condition is True, else other; condition is a constant boolean array."""
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a, b = _pair(input, other)
+    a, b = _pair(input, other, "where")
     return Where.apply(a, b, condition=condition)
 
 
