@@ -1,0 +1,214 @@
+"""Capture the activations A of a named layer and the gradient of a score with respect to A.
+
+Every CAM method starts here. Notation (used in every file of minicam.cam):
+  A  the layer's output, (N, K, h, w): K feature maps of size h x w per image
+  y  the score explained, one per image: the target class's logit by default
+  g  dy/dA, the same shape as A
+
+How: a forward hook on the layer replaces its output by a NEW LEAF tensor
+holding the same numbers. Everything above the layer is computed from that
+leaf, so `minicam.grad(y, A)` gives dy/dA and walks only the layers above A
+(the part below is not needed and is not differentiated). The hook is removed
+and the modules' train/eval flags restored before returning, so the model is
+left exactly as it was.
+
+The model runs in eval mode during the capture: a batch-norm layer in training
+mode would mix the images of a batch (and update its running statistics), and
+every map must be per image: a batch gives the same maps as one image at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from minicam.autograd import Tensor, enable_grad, grad, no_grad
+from minicam import ops
+
+SCORES = ("logit", "softmax", "exp")
+
+
+def as_image_batch(x, what: str = "x") -> Tensor:
+    """Check that x is a finite float batch of images (N, C, H, W); return it as a Tensor."""
+    data = x.data if isinstance(x, Tensor) else x
+    data = np.asarray(data)
+    if data.ndim != 4:
+        raise ValueError(
+            f"{what} must be a batch of images of shape (N, C, H, W); got shape {data.shape}. "
+            "For one image of shape (C, H, W) use x[None]."
+        )
+    if data.shape[0] == 0:
+        raise ValueError(f"{what} is an empty batch (shape {data.shape})")
+    tensor = x if isinstance(x, Tensor) else Tensor(data)
+    if not np.all(np.isfinite(tensor.data)):
+        bad = int(np.sum(~np.isfinite(tensor.data)))
+        raise ValueError(f"{what} holds {bad} NaN or infinite values; a map of such an input would be meaningless")
+    return tensor
+
+
+def find_layer(model, layer: str):
+    """The submodule called `layer` (a name from model.named_modules())."""
+    modules = dict(model.named_modules())
+    if not isinstance(layer, str) or layer not in modules or layer == "":
+        valid = ", ".join(repr(name) for name in modules if name)
+        raise KeyError(f"no layer named {layer!r} in {type(model).__name__}; valid names: {valid}")
+    return modules[layer]
+
+
+@dataclass
+class Capture:
+    """What one forward (and backward) pass at a layer gives.
+
+    output       the model output (N, classes) as a NumPy array
+    classes      the target class of each image (N,), or None for a callable target
+    activations  A, (N, K, h, w): a leaf Tensor from which `scores` was computed
+    scores       y, (N,): a Tensor in the graph of `activations`
+    score        "logit", "softmax", "exp" or "callable"
+    log_scale    (N,): for score="exp", y is exp(S - log_scale) (see class_scores); else 0
+    """
+
+    output: np.ndarray
+    classes: np.ndarray | None
+    activations: Tensor
+    scores: Tensor
+    score: str
+    log_scale: np.ndarray
+
+    @property
+    def A(self) -> np.ndarray:
+        return self.activations.data
+
+    def gradients(self, create_graph: bool = False) -> Tensor:
+        """g = dy/dA for every image at once (images are independent, so the
+        gradient of the sum of the scores is each image's own gradient)."""
+        (g,) = grad(self.scores.sum(), self.activations, create_graph=create_graph, allow_unused=True)
+        if g is None:  # the score does not depend on this layer at all
+            g = Tensor(np.zeros_like(self.A))
+        return g
+
+
+def class_scores(output: Tensor, target, score: str):
+    """The score y of each image's target class: (scores (N,), classes (N,) or None, log_scale (N,)).
+
+    target: None (the predicted class, argmax of the output), an int (the same
+    class for every image), a sequence with one class per image, or a callable
+    taking the output Tensor (N, classes) and returning one score per image (N,).
+    score: "logit" (y = S, the pre-softmax output, as the papers use),
+    "softmax" (y = the class probability), or "exp" (y = e^S, the form
+    Grad-CAM++'s eq. 19 assumes). e^S would overflow for a large logit
+    (S > 709 in float64, 88 in float32), so it is computed as e^(S - S0) with
+    S0 the logit's value held constant: the true e^S divided by the positive
+    constant e^(S0). Every derivative scales by that same per-image constant,
+    so maps are unchanged up to that factor, and unchanged after normalisation.
+    """
+    n = output.shape[0]
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+    if callable(target):
+        if score != "logit":
+            raise ValueError("with a callable target, the callable defines the score: leave score='logit'")
+        scores = target(output)
+        if not isinstance(scores, Tensor) or scores.shape != (n,):
+            shape = getattr(scores, "shape", type(scores).__name__)
+            raise ValueError(f"a callable target must return a Tensor of shape ({n},), one score per image; got {shape}")
+        return scores, None, np.zeros(n)
+    if output.ndim != 2:
+        raise ValueError(
+            f"the model output has shape {output.shape}; class targets need (N, classes). "
+            "For other outputs pass a callable target that returns one score per image."
+        )
+    classes = _target_classes(output.data, target)
+    rows = np.arange(n)
+    logits = output[rows, classes]
+    if score == "logit":
+        return logits, classes, np.zeros(n)
+    if score == "softmax":
+        return ops.softmax(output, dim=1)[rows, classes], classes, np.zeros(n)
+    shift = logits.data.copy()  # S0, a constant
+    return ops.exp(logits - Tensor(shift)), classes, shift
+
+
+def _target_classes(output: np.ndarray, target) -> np.ndarray:
+    n, num_classes = output.shape
+    if target is None:
+        return np.argmax(output, axis=1)
+    if isinstance(target, (int, np.integer)):
+        classes = np.full(n, int(target))
+    else:
+        classes = np.asarray(target)
+        if classes.shape != (n,) or classes.dtype.kind not in "iu":
+            raise ValueError(
+                f"target must be None, an int, or one integer class per image ({n} of them); "
+                f"got {target!r}"
+            )
+    bad = classes[(classes < 0) | (classes >= num_classes)]
+    if bad.size:
+        raise ValueError(f"target class {int(bad[0])} is out of range: the model has {num_classes} classes (0 to {num_classes - 1})")
+    return classes.astype(np.int64)
+
+
+def capture(model, x, layer: str, target=None, score: str = "logit") -> Capture:
+    """Run `model` on `x`, capturing the activations of `layer` and the score of `target`."""
+    x = as_image_batch(x)
+    module = find_layer(model, layer)
+    captured = {}
+
+    def replace_output_by_leaf(mod, inputs, output):
+        if not isinstance(output, Tensor):
+            raise TypeError(f"layer {layer!r} returns a {type(output).__name__}, not a Tensor")
+        leaf = Tensor(output.data, requires_grad=True)
+        captured["A"] = leaf
+        return leaf
+
+    with evaluation_mode(model):
+        handle = module.register_forward_hook(replace_output_by_leaf)
+        try:
+            with enable_grad():
+                output = model(Tensor(x.data))
+                scores, classes, log_scale = class_scores(output, target, score)
+        finally:
+            handle.remove()
+    if "A" not in captured:
+        raise RuntimeError(f"layer {layer!r} was not called during the forward pass; choose a layer the model uses")
+    A = captured["A"]
+    if A.ndim != 4:
+        raise ValueError(f"layer {layer!r} outputs shape {A.shape}; CAM methods need feature maps (N, K, h, w)")
+    return Capture(output.data, classes, A, scores, score if not callable(target) else "callable", log_scale)
+
+
+class evaluation_mode:
+    """`with evaluation_mode(model):` runs in eval mode, then restores every module's flag."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for module, flag in self.flags:
+            module.training = flag
+        return False
+
+
+def predict(model, x) -> np.ndarray:
+    """The model output for x in eval mode, without a graph (model left unchanged)."""
+    x = as_image_batch(x)
+    with evaluation_mode(model), no_grad():
+        return model(Tensor(x.data)).data
+
+
+def weighted_sum(weights, A) -> np.ndarray:
+    """sum_k w_k A_k per image: (N, K) weights and (N, K, h, w) maps -> (N, h, w)."""
+    return np.einsum("nk,nkhw->nhw", weights, A)
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def final_relu(maps, apply: bool = True):
+    """A method's final ReLU, skipped when apply is False (explain's relu="none")."""
+    return np.maximum(maps, 0) if apply else maps
+

@@ -1,0 +1,160 @@
+"""The steps after a method's raw map, each one explicit: ReLU, resize, normalise.
+
+Implementations that agree on a method's formula still return different maps
+because they differ here (see shared/research/peers.md, section E): where the
+ReLU sits, which upsampling grid, min-max or max scaling, which eps, and
+whether maps are normalised before or after resizing. A `Pipeline` names every
+choice; `PRESETS` reproduces each peer's choices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from minicam.ops.resize import interpolation_matrix
+
+RELU_CHOICES = ("method", "none", "always")
+NORMALIZE_CHOICES = ("minmax", "max", "none")
+INTERPOLATIONS = ("bilinear", "bilinear-corners", "nearest", "bicubic")
+ORDERS = ("resize-then-normalize", "normalize-then-resize", "normalize-resize-normalize")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How a raw map (N, h, w) becomes a map at the input's size (N, H, W).
+
+    relu           "method": the method's own final ReLU, where its paper has one;
+                   "none": no ReLU (signed maps; the method's final ReLU is skipped);
+                   "always": a ReLU on every map, even CAM's and Eigen-CAM's.
+    normalize      per image: "minmax" (x - min) / (max - min); "max" x / max; "none".
+    eps            None: exact scaling, and a map with no range (constant, or max <= 0
+                   for "max") becomes all zeros, never NaN. A number: added to the
+                   denominator, as peers do: (x - min) / (max - min + eps), x / (max + eps).
+    interpolation  "bilinear" (half-pixel centres: torch align_corners=False, cv2
+                   INTER_LINEAR, skimage), "bilinear-corners" (torch align_corners=True,
+                   scipy.ndimage.zoom order=1), "nearest" (torch's legacy nearest),
+                   "bicubic" (torch's, A = -0.75).
+    order          "resize-then-normalize", "normalize-then-resize", or
+                   "normalize-resize-normalize" (normalise at both resolutions).
+    dtype          None keeps the map's dtype; "float32" casts the result.
+    """
+
+    name: str = "custom"
+    relu: str = "method"
+    normalize: str = "minmax"
+    eps: float | None = None
+    interpolation: str = "bilinear"
+    order: str = "resize-then-normalize"
+    dtype: str | None = None
+
+    def __post_init__(self):
+        for field, value, choices in (
+            ("relu", self.relu, RELU_CHOICES),
+            ("normalize", self.normalize, NORMALIZE_CHOICES),
+            ("interpolation", self.interpolation, INTERPOLATIONS),
+            ("order", self.order, ORDERS),
+        ):
+            if value not in choices:
+                raise ValueError(f"unknown {field} {value!r}; choose one of {choices}")
+        if self.eps is not None and not self.eps >= 0:
+            raise ValueError(f"eps must be None or a non-negative number, got {self.eps!r}")
+
+
+PRESETS = {
+    "minicam": Pipeline(
+        "minicam", relu="method", normalize="minmax", eps=None, interpolation="bilinear", order="resize-then-normalize"
+    ),
+    "paper": Pipeline(
+        "paper", relu="method", normalize="none", interpolation="bilinear", order="resize-then-normalize"
+    ),
+    "pytorch-grad-cam": Pipeline(
+        "pytorch-grad-cam", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear",
+        order="normalize-resize-normalize", dtype="float32",
+    ),
+    "torchcam": Pipeline(
+        "torchcam", relu="method", normalize="minmax", eps=1e-8, interpolation="bilinear", order="normalize-then-resize"
+    ),
+    "captum": Pipeline("captum", relu="none", normalize="none", interpolation="nearest", order="resize-then-normalize"),
+    "tf-keras-vis": Pipeline(
+        "tf-keras-vis", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear-corners",
+        order="resize-then-normalize",
+    ),
+}
+PRESET_NOTES = {
+    "minicam": "the method's own ReLU; bilinear half-pixel upsampling; exact per-image min-max (a constant map gives 0)",
+    "paper": "the method's own ReLU; bilinear half-pixel upsampling (the papers' 'upsample to the image size'); no normalisation",
+    "pytorch-grad-cam": "ReLU on every map; min-max with eps 1e-7 at the layer's resolution; cv2 bilinear (half-pixel) resize; min-max again at full size; float32 (base_cam.py, scale_cam_image)",
+    "torchcam": "ReLU only where torchcam's method has one (not CAM); min-max with eps 1e-8 at the layer's resolution (_normalize); bilinear align_corners=False upsampling as in its fuse_cams and metrics",
+    "captum": "no ReLU (relu_attributions=False) and no normalisation; nearest upsampling (LayerAttribution.interpolate's default)",
+    "tf-keras-vis": "ReLU on every map (activation_modifier); scipy zoom(order=1), a corner-aligned linear grid; then (x - min) / (max - min + 1e-7)",
+}
+
+
+def resolve(convention: str = "minicam", **overrides) -> Pipeline:
+    """The preset `convention` with some steps overridden.
+
+    An override of None keeps the preset's choice; eps="exact" asks for exact
+    scaling (Pipeline.eps = None) on a preset that adds an eps.
+    """
+    if convention not in PRESETS:
+        raise ValueError(f"unknown convention {convention!r}; choose one of {tuple(PRESETS)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes.get("eps") == "exact":
+        changes["eps"] = None
+    return replace(PRESETS[convention], **changes) if changes else PRESETS[convention]
+
+
+# ----------------------------------------------------------------------------
+# The steps
+# ----------------------------------------------------------------------------
+
+
+def normalize_maps(maps: np.ndarray, how: str = "minmax", eps: float | None = None) -> np.ndarray:
+    """Scale each map of a batch (N, H, W) on its own; see Pipeline for the rules."""
+    if how == "none":
+        return maps
+    flat = maps.reshape(len(maps), -1)
+    top = flat.max(axis=1)[:, None, None]
+    if how == "minmax":
+        bottom = flat.min(axis=1)[:, None, None]
+        shifted, scale = maps - bottom, top - bottom
+    else:  # "max"
+        shifted, scale = maps, top
+    if eps is not None:
+        return shifted / (scale + eps)
+    usable = scale > 0
+    return np.where(usable, shifted / np.where(usable, scale, 1), 0.0).astype(maps.dtype, copy=False)
+
+
+def resize_maps(maps: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """Resize each map (N, h, w) -> (N, H, W): rows mixed by M_h (H, h), columns by M_w (W, w)."""
+    (h, w), (H, W) = maps.shape[1:], size
+    if (h, w) == (H, W) and interpolation != "bicubic":
+        return maps
+    mode = "bilinear" if interpolation == "bilinear-corners" else interpolation
+    corners = interpolation == "bilinear-corners" if mode != "nearest" else None
+    rows = interpolation_matrix(h, H, mode, corners).astype(maps.dtype)
+    cols = interpolation_matrix(w, W, mode, corners).astype(maps.dtype)
+    return np.einsum("Hh,nhw,Ww->nHW", rows, maps, cols)
+
+
+def postprocess(raw: np.ndarray, size: tuple[int, int], pipeline: Pipeline, method_has_relu: bool) -> np.ndarray:
+    """ReLU, resize and normalise `raw` (N, h, w) as `pipeline` says.
+
+    `raw` is the method's map WITHOUT its final ReLU; method_has_relu says
+    whether the method's paper has one (used by relu="method").
+    """
+    maps = raw
+    if pipeline.relu == "always" or (pipeline.relu == "method" and method_has_relu):
+        maps = np.maximum(maps, 0)
+    norm = lambda m: normalize_maps(m, pipeline.normalize, pipeline.eps)  # noqa: E731
+    if pipeline.order == "resize-then-normalize":
+        maps = norm(resize_maps(maps, size, pipeline.interpolation))
+    elif pipeline.order == "normalize-then-resize":
+        maps = resize_maps(norm(maps), size, pipeline.interpolation)
+    else:
+        maps = norm(resize_maps(norm(maps), size, pipeline.interpolation))
+    if pipeline.dtype == "float32":
+        maps = maps.astype(np.float32)
+    return maps
