@@ -405,26 +405,27 @@ def _default_grad_output(output: Tensor, grad) -> Tensor:
 def _topological_order(outputs: Sequence[Tensor]) -> list[Tensor]:
     """Every tensor of the graph that requires grad, inputs before the ops that use them.
 
-    Iterative depth-first search (no recursion, so deep graphs are fine).
+    Iterative depth-first search (no recursion, so deep graphs are fine). A
+    tensor is expanded the first time it is popped, not when it is pushed: a
+    tensor reached by a short path and a long one (x in x - log(sum(exp(x))))
+    must still come after everything that uses it, in reverse order.
     """
     order: list[Tensor] = []
-    visited: set[int] = set()
-    for root in outputs:
-        if id(root) in visited:
+    expanded: set[int] = set()
+    stack = [(root, False) for root in reversed(outputs)]
+    while stack:
+        tensor, parents_done = stack.pop()
+        if parents_done:
+            order.append(tensor)  # every input of its op is already in `order`
             continue
-        visited.add(id(root))
-        stack = [(root, False)]
-        while stack:
-            tensor, children_done = stack.pop()
-            if children_done:
-                order.append(tensor)
-                continue
-            stack.append((tensor, True))
-            if tensor._ctx is not None:
-                for parent in tensor._ctx.inputs:
-                    if parent.requires_grad and id(parent) not in visited:
-                        visited.add(id(parent))
-                        stack.append((parent, False))
+        if id(tensor) in expanded:  # reached before through another path
+            continue
+        expanded.add(id(tensor))
+        stack.append((tensor, True))
+        if tensor._ctx is not None:
+            for parent in tensor._ctx.inputs:
+                if parent.requires_grad and id(parent) not in expanded:
+                    stack.append((parent, False))
     return order
 
 

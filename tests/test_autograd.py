@@ -179,3 +179,26 @@ def test_shape_errors_name_the_op_and_the_shapes():
         Tensor(np.ones(2)) + Tensor(np.ones(3))
     with pytest.raises(IndexError, match="sum: dim 3 is out of range"):
         Tensor(np.ones((2, 3))).sum(dim=3)
+
+
+def test_a_tensor_reached_by_a_short_and_a_long_path_gets_both_contributions():
+    """x feeds the subtraction directly and, three ops deeper, through log-sum-exp.
+    (A topological sort that marks tensors when pushed, not when expanded, loses
+    the long path's gradient here.)"""
+    x = Tensor(np.array([[0.3, -1.2, 2.0], [1.0, 0.5, -0.5]]), requires_grad=True)
+    y = x - minicam.ops.log(minicam.ops.sum(minicam.ops.exp(x), dim=1, keepdim=True))
+    y[np.arange(2), np.array([0, 1])].sum().backward()
+    softmax = np.exp(x.data) / np.exp(x.data).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(x.grad.data, np.eye(3)[[0, 1]] - softmax, rtol=1e-14, atol=1e-15)
+
+
+def test_many_paths_of_different_lengths():
+    x = Tensor(np.array([0.7, -0.2]), requires_grad=True)
+    y = x
+    total = x
+    for _ in range(5):
+        y = y * x  # x^2, x^3, ...
+        total = total + y
+    total.sum().backward()  # d/dx (x + x^2 + ... + x^6)
+    v = x.data
+    np.testing.assert_allclose(x.grad.data, sum(k * v ** (k - 1) for k in range(1, 7)), rtol=1e-14)
