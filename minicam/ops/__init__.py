@@ -5,7 +5,7 @@ One family per file, from the primitives up:
   reduce.py       sum, mean, max, broadcast_to
   shape.py        reshape, flatten, permute, transpose, pad, index, cat, stack
   linalg.py       matmul, linear
-  unfold.py       unfold / fold (im2col / col2im), each the other's backward
+  im2col.py       unfold / fold (im2col / col2im), each the other's backward
   conv.py         conv2d = pad -> unfold -> matmul
   pool.py         max_pool2d, avg_pool2d, adaptive_avg_pool2d (global average pooling)
   softmax.py      softmax, log_softmax, cross_entropy
@@ -18,7 +18,7 @@ from minicam.ops.elementwise import (
 from minicam.ops.reduce import broadcast_to, max, mean, sum
 from minicam.ops.shape import cat, concatenate, flatten, index, pad, permute, reshape, stack, transpose
 from minicam.ops.linalg import linear, matmul
-from minicam.ops.unfold import conv_output_size, fold, unfold
+from minicam.ops.im2col import conv_output_size, fold, unfold
 from minicam.ops.conv import conv2d
 from minicam.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minicam.ops.softmax import cross_entropy, log_softmax, softmax

@@ -1,7 +1,196 @@
-"""PLACEHOLDER: being written; replace this whole file."""
-def adaptive_avg_pool2d(*args, **kwargs):
-    raise NotImplementedError('adaptive_avg_pool2d')
-def avg_pool2d(*args, **kwargs):
-    raise NotImplementedError('avg_pool2d')
-def max_pool2d(*args, **kwargs):
-    raise NotImplementedError('max_pool2d')
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, all composites of existing ops.
+
+    max pool      = pad with -inf -> unfold -> pick one element per window (torch's choice)
+    average pool  = pad with 0    -> unfold -> sum per window / divisor
+    adaptive avg  = mean over (H, W) for output size 1 (global average pooling, the
+                    star of CAM), else  rows @ x @ cols^T  with averaging matrices
+
+The loop versions that read like the definitions are in minicam.reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicam.autograd import Tensor
+from minicam.ops.linalg import matmul
+from minicam.ops.reduce import mean
+from minicam.ops.shape import Index, pad
+from minicam.ops.im2col import as_image_batch, as_pair, conv_output_size, unfold
+
+
+def _pool_geometry(op, x, kernel_size, stride, padding, dilation):
+    """Checked (kernel, stride, padding, dilation) pairs and the output size (OH, OW)."""
+    kernel_size = as_pair(kernel_size, "kernel_size", op, 1)
+    if stride is None or (isinstance(stride, (list, tuple)) and not stride):
+        stride = kernel_size  # torch: stride=None (or an empty list) means stride = kernel_size
+    else:
+        stride = as_pair(stride, "stride", op, 1)
+    padding, dilation = as_pair(padding, "padding", op, 0), as_pair(dilation, "dilation", op, 1)
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"{op}: padding {padding} must be at most half the kernel size {kernel_size} "
+            "(torch requires padding <= kernel_size // 2 on each side); use a smaller padding"
+        )
+    OH = conv_output_size(x.shape[2], kernel_size[0], stride[0], padding[0], dilation[0], op=op, dim="height")
+    OW = conv_output_size(x.shape[3], kernel_size[1], stride[1], padding[1], dilation[1], op=op, dim="width")
+    return kernel_size, stride, padding, dilation, (OH, OW)
+
+
+def _unsupported(op, ceil_mode, return_indices=False):
+    if ceil_mode:
+        raise NotImplementedError(f"{op}: ceil_mode=True is not supported; pad the input so that the windows fit "
+                                  "(or use ceil_mode=False)")
+    if return_indices:
+        raise NotImplementedError(f"{op}: return_indices=True is not supported; the values only are returned")
+
+
+# ----------------------------------------------------------------------------
+# Max pooling
+# ----------------------------------------------------------------------------
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """torch.nn.functional.max_pool2d: the largest value of every window.
+
+    Forward:  y[n, c, oh, ow] = max_{i, j} x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+              (pixels outside the input do not take part: they are padded with -inf)
+    VJP:      dx[n, c, r, s] = sum of g[n, c, oh, ow] over the windows whose chosen
+              element is (r, s): each window sends its whole gradient to ONE element.
+
+    Which element, exactly as torch's loop (`if value > best or isnan(value)` over
+    the in-image positions in row-major order):
+      - ties: the FIRST maximum in row-major order (i, then j);
+      - NaN counts as the maximum, and with several NaNs the LAST one is chosen;
+      - a window whose in-image values are all -inf: its first in-image element.
+    The choice is a constant of the forward pass (like ReLU's mask), so the
+    backward is linear in g and exact at every order.
+
+    input: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) or (C, OH, OW)
+    stride defaults to kernel_size; padding <= kernel_size // 2 (torch's rule).
+    ceil_mode=True and return_indices=True raise NotImplementedError.
+    """
+    op = "max_pool2d"
+    _unsupported(op, ceil_mode, return_indices)
+    x, unbatched = as_image_batch(input, op)
+    kernel_size, stride, (ph, pw), dilation, (OH, OW) = _pool_geometry(op, x, kernel_size, stride, padding, dilation)
+    N, C, H, W = x.shape
+    kk = kernel_size[0] * kernel_size[1]
+
+    padded = pad(x, (pw, pw, ph, ph), value=-np.inf) if ph or pw else x
+    windows = unfold(padded, kernel_size, dilation=dilation, stride=stride).reshape(N, C, kk, OH * OW)
+    # Which window positions lie inside the input: unfold an image of ones padded with zeros.
+    inside = np.pad(np.ones((1, 1, H, W), dtype=x.dtype), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    inside = unfold(inside, kernel_size, dilation=dilation, stride=stride).data.reshape(kk, OH * OW) > 0
+
+    # Not ops.max over the window axis: that picks the FIRST NaN, and could pick a padded
+    # -inf in an all -inf window, where torch picks the last NaN and never a padded pixel.
+    choice = _torch_max_choice(windows.data, inside)  # (N, C, OH*OW): window position 0..kk-1
+    n, c, window = np.ogrid[:N, :C, :OH * OW]
+    y = Index.apply(windows, index=(n, c, choice, window)).reshape(N, C, OH, OW)  # gather; its backward scatters g back
+    return y.reshape(C, OH, OW) if unbatched else y
+
+
+def _torch_max_choice(windows: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The position (0..kk-1, row-major in the window) that torch's max_pool2d picks.
+
+    windows: (N, C, kk, L) values (-inf where padded);  inside: (kk, L) booleans.
+    """
+    is_nan = np.isnan(windows)
+    ordinary = np.where(is_nan, -np.inf, windows)
+    is_max = (ordinary == ordinary.max(axis=2, keepdims=True)) & inside
+    first_max = np.argmax(is_max, axis=2)  # argmax of booleans = the first True
+    if not is_nan.any():
+        return first_max
+    last_nan = windows.shape[2] - 1 - np.argmax(is_nan[:, :, ::-1], axis=2)
+    return np.where(is_nan.any(axis=2), last_nan, first_max)
+
+
+# ----------------------------------------------------------------------------
+# Average pooling
+# ----------------------------------------------------------------------------
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """torch.nn.functional.avg_pool2d: the average of every window.
+
+    Forward:  y[n, c, oh, ow] = (1 / D[oh, ow]) * sum_{i, j} xp[n, c, oh*sh + i, ow*sw + j]
+              with xp the zero-padded input and the divisor D =
+                divisor_override                 if given,
+                kh*kw                            if count_include_pad (padding counts as zeros),
+                the number of in-image pixels    otherwise.
+    VJP:      dx = crop(fold(g / D copied to every element of its window)).
+
+    input: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) or (C, OH, OW)
+    stride defaults to kernel_size; padding <= kernel_size // 2 (torch's rule).
+    ceil_mode=True raises NotImplementedError.
+    """
+    op = "avg_pool2d"
+    _unsupported(op, ceil_mode)
+    x, unbatched = as_image_batch(input, op)
+    kernel_size, stride, (ph, pw), _, (OH, OW) = _pool_geometry(op, x, kernel_size, stride, padding, 1)
+    N, C, H, W = x.shape
+    kk = kernel_size[0] * kernel_size[1]
+
+    windows = unfold(x, kernel_size, padding=(ph, pw), stride=stride).reshape(N, C, kk, OH, OW)
+    totals = windows.sum(dim=2)  # (N, C, OH, OW)
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise ValueError(f"{op}: divisor_override must not be zero")
+        divisor = np.full((OH, OW), divisor_override, dtype=x.dtype)
+    elif count_include_pad:
+        divisor = np.full((OH, OW), kk, dtype=x.dtype)
+    else:  # count the in-image pixels of every window: the window sums of an image of ones
+        ones = np.ones((1, 1, H, W), dtype=x.dtype)
+        divisor = unfold(ones, kernel_size, padding=(ph, pw), stride=stride).data.sum(axis=1).reshape(OH, OW)
+    y = totals / Tensor(divisor)
+    return y.reshape(C, OH, OW) if unbatched else y
+
+
+# ----------------------------------------------------------------------------
+# Adaptive average pooling (global average pooling for output size 1)
+# ----------------------------------------------------------------------------
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d: average over OH x OW bins covering the image.
+
+    Output row i averages input rows start(i) .. end(i)-1, with torch's bins
+        start(i) = floor(i * H / OH),   end(i) = ceil((i + 1) * H / OH)
+    (bins may overlap when OH does not divide H); columns likewise. So
+        y[n, c] = R @ x[n, c] @ Q^T,   R[i, r] = 1 / (end(i) - start(i)) for r in bin i, else 0,
+    and Q the same for the columns; VJP: dx[n, c] = R^T @ g[n, c] @ Q.
+
+    output_size (1, 1) is global average pooling, y = mean of x over (H, W): the
+    layer every CAM network ends with (Zhou et al. 2016, eq. 1-2).
+
+    input: (N, C, H, W) or (C, H, W);  output_size: int, or a pair whose None keeps that size.
+    """
+    op = "adaptive_avg_pool2d"
+    x, unbatched = as_image_batch(input, op)
+    N, C, H, W = x.shape
+    if H == 0 or W == 0:
+        raise ValueError(f"{op}: the input's height and width must be non-zero, got shape {tuple(input.shape)}")
+    sizes = (output_size, output_size) if output_size is None or isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    if len(sizes) != 2:
+        raise TypeError(f"{op}: output_size must be an int or a pair (OH, OW), got {output_size!r}")
+    OH, OW = (H if sizes[0] is None else sizes[0]), (W if sizes[1] is None else sizes[1])
+    OH, OW = as_pair((OH, OW), "output_size", op, 0)
+
+    if (OH, OW) == (1, 1):  # global average pooling
+        y = mean(x, dim=(2, 3), keepdim=True)
+    else:
+        rows = Tensor(_bin_averaging_matrix(H, OH, x.dtype))   # (OH, H)
+        cols = Tensor(_bin_averaging_matrix(W, OW, x.dtype).T)  # (W, OW)
+        y = matmul(matmul(rows, x), cols)                      # (OH, H) @ (N, C, H, W) @ (W, OW) -> (N, C, OH, OW)
+    return y.reshape(C, OH, OW) if unbatched else y
+
+
+def _bin_averaging_matrix(size: int, bins: int, dtype) -> np.ndarray:
+    """(bins, size) matrix whose row i averages torch's adaptive bin i."""
+    matrix = np.zeros((bins, size), dtype=dtype)
+    for i in range(bins):
+        start = (i * size) // bins
+        end = -((-(i + 1) * size) // bins)  # ceil((i + 1) * size / bins)
+        matrix[i, start:end] = 1 / (end - start)
+    return matrix
