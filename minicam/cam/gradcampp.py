@@ -21,9 +21,10 @@ variant="exact"    eq. 10 with the true second and third derivatives of the chos
                    score="softmax", where eq. 19's assumption fails).
 
 Only positions with g > 0 matter for the weights (ReLU(g) = 0 elsewhere), so
-alpha is computed there only; elsewhere it is 0. If a denominator is not
-positive (possible only for signed activations, e.g. a layer before its ReLU),
-alpha is 0 there: eq. 10's alpha has no meaning at a pole.
+alpha is computed there only; elsewhere it is 0. If alpha is not
+positive (a denominator <= 0 in eq. 19, possible only for signed activations,
+e.g. a layer before its ReLU), alpha is 0 there: eq. 10's alpha has no meaning
+at or beyond a pole.
 """
 from __future__ import annotations
 
@@ -44,11 +45,16 @@ def alpha_closed_form(A: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def alpha_general(d2: np.ndarray, d3: np.ndarray, A: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Eq. 10 from the second and third derivatives d2, d3 (each shaped like A)."""
+    """Eq. 10 from the second and third derivatives d2, d3 (each shaped like A).
+
+    alpha is 0 where it is not positive (at or beyond a pole of eq. 10): for
+    Y = exp(S) that is exactly where 2 + g sum(A) <= 0, the closed form's rule,
+    so "exact" with score="exp" equals "paper" there too.
+    """
     denominator = 2 * d2 + A.sum(axis=(2, 3), keepdims=True) * d3
     usable = (g > 0) & (denominator != 0)
     alpha = np.where(usable, d2 / np.where(usable, denominator, 1), 0.0)
-    return alpha
+    return np.where(alpha > 0, alpha, 0.0).astype(alpha.dtype, copy=False)
 
 
 def renormalise_like_the_authors(alpha: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -97,7 +103,7 @@ def diagonal_derivatives(model, x, layer, target=None, score="logit", chunk_size
     A = first.A
     n, k, h, w = A.shape
     size = k * h * w
-    g, d2, d3 = (np.zeros((n, size)) for _ in range(3))
+    g, d2, d3 = (np.zeros((n, size), dtype=A.dtype) for _ in range(3))  # float32 stays float32
     module = find_layer(model, layer)
     for image in range(n):
         target_n = first.classes[image] if first.classes is not None else target
