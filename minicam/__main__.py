@@ -1,36 +1,63 @@
-"""`python -m minicam`: a short demonstration of the autograd, checked against finite differences.
+"""python -m minicam: CAM, Grad-CAM and Grad-CAM++ side by side on the shipped lesson CNN.
 
-(Replaced by the CAM comparison figure once the course's shipped model lands.)
+Loads the trained weights that ship inside the package, draws sample images
+from the synthetic shapes data (seeded, so the figure is the same on every
+run), explains each image's predicted class with each method at the last
+convolutional layer, and writes one figure: a row per method, a column per
+image, titled with the predicted class (and the true one when they differ).
 """
+from __future__ import annotations
+
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-import minicam
-from minicam import Tensor, ops
-from minicam.gradcheck import check_second_order, check_vjp
+from minicam.cam import METHODS, explain
+from minicam.cam.capture import predict
+from minicam.data import CLASSES, single_instance
+from minicam.models import lesson_cnn
+from minicam.viz import grid, save_figure
+
+DEFAULT_METHODS = ("cam", "gradcam", "gradcam++")
+DEFAULT_LAYER = "features.relu3"
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="python -m minicam", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
+                        help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}); any of: {', '.join(METHODS)}")
+    parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"the layer to explain (default: {DEFAULT_LAYER})")
+    parser.add_argument("--images", type=int, default=6, help="number of sample images (default: 6)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the sample images (default: 1)")
+    parser.add_argument("--out", type=Path, default=Path("minicam_out"),
+                        help="output folder (default: ./minicam_out)")
+    parser.add_argument("--name", default="cam_comparison", help="file name of the figure, without .png")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if not 1 <= args.images <= 32:
+        parser.error(f"--images must be between 1 and 32, got {args.images}")
+    return args
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="minicam", description=__doc__)
-    parser.add_argument("--out", default=None, help="output folder (unused by this demonstration)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((4, 3))
-    w1, b1 = rng.standard_normal((5, 3)), rng.standard_normal(5)
-    w2 = rng.standard_normal((2, 5))
-
-    def net(x, w1, b1, w2):
-        return ops.log_softmax(ops.linear(ops.tanh(ops.linear(x, w1, b1)), w2), dim=1)
-
-    print(f"minicam {minicam.__version__}: a two-layer network, x (4, 3) -> tanh -> log_softmax (4, 2)")
-    first = check_vjp(net, [x, w1, b1, w2], rng)
-    second = check_second_order(net, [x, w1, b1, w2], rng)
-    print(f"first derivatives vs finite differences:  relative error {first:.1e}")
-    print(f"second derivatives vs finite differences: relative error {second:.1e}")
+    args = parse_arguments(argv)
+    model = lesson_cnn(pretrained=True)
+    data = single_instance(np.random.default_rng(args.seed), args.images)
+    predicted = np.argmax(predict(model, data.images), axis=1)
+    maps = {method: explain(model, data.images, method, args.layer, target=predicted) for method in args.methods}
+    titles = [
+        CLASSES[p] if p == t else f"{CLASSES[p]} (true: {CLASSES[t]})" for p, t in zip(predicted, data.labels)
+    ]
+    fig = grid(data.images, maps, column_titles=titles)
+    fig.suptitle(f"lesson CNN, layer {args.layer}, predicted class explained")
+    path = save_figure(fig, args.name, folder=args.out)
+    print(f"accuracy on these {args.images} images: {np.mean(predicted == data.labels):.2f}")
+    print(f"wrote {path.resolve()}")
     return 0
 
 
