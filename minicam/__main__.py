@@ -1,10 +1,16 @@
-"""python -m minicam: CAM, Grad-CAM and Grad-CAM++ side by side on the shipped lesson CNN.
+"""python -m minicam (or `minicam`): CAM, Grad-CAM and Grad-CAM++ side by side on the shipped lesson CNN.
 
 Loads the trained weights that ship inside the package, draws sample images
 from the synthetic shapes data (seeded, so the figure is the same on every
 run), explains each image's predicted class with each method at the last
 convolutional layer, and writes one figure: a row per method, a column per
 image, titled with the predicted class (and the true one when they differ).
+
+Subcommands (each has its own --help):
+  minicam export-cases DIR     write the conformance cases for another implementation
+  minicam verify RESULTS.npz   compare another implementation's maps with minicam's, and say why they differ
+  minicam evaluate             faithfulness and localisation metrics of every method
+  minicam bench                timings against torch
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ DEFAULT_LAYER = "features.relu3"
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m minicam", description=__doc__,
+    parser = argparse.ArgumentParser(prog="minicam", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
                         help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}); any of: {', '.join(METHODS)}")
@@ -44,7 +50,27 @@ def parse_arguments(argv):
     return args
 
 
+# subcommand -> (module, function), imported only when used
+SUBCOMMANDS = {
+    "export-cases": ("minicam.conformance.cli", "export_cases_main"),
+    "verify": ("minicam.conformance.cli", "verify_main"),
+    "evaluate": ("minicam.evaluate", "main"),
+    "bench": ("minicam.bench", "main"),
+}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module_name, function_name = SUBCOMMANDS[argv[0]]
+        return getattr(importlib.import_module(module_name), function_name)(argv[1:])
+    return compare_methods(argv)
+
+
+def compare_methods(argv) -> int:
+    """The main job: the comparison figure (see the module docstring)."""
     args = parse_arguments(argv)
     model = lesson_cnn(pretrained=True)
     data = single_instance(np.random.default_rng(args.seed), args.images)
