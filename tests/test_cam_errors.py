@@ -333,3 +333,16 @@ def test_model_is_left_unchanged_after_an_error(error):
         ERRORS[error](model, images(rng, 2))
     assert flags(model) == before
     assert hooks_left(model) == 0
+
+
+def test_gradcampp_exact_with_a_logit_score_on_a_piecewise_linear_head_says_why_it_is_undefined():
+    import numpy as np
+    import pytest
+
+    from cam_nets import gap_net, images
+    from minicam.cam import METHODS
+
+    rng = np.random.default_rng(0)
+    model, x = gap_net(rng), images(rng, n=1)
+    with pytest.raises(ValueError, match=r"eq. 10 is 0/0\. Use score='exp'"):
+        METHODS["gradcam++"](model, x, "relu2", variant="exact", score="logit")

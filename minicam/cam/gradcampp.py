@@ -75,6 +75,12 @@ def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", c
         raise ValueError(f"unknown Grad-CAM++ variant {variant!r}; choose one of {VARIANTS}")
     if variant == "exact":
         A, g, d2, d3 = diagonal_derivatives(model, x, layer, target, score, chunk_size)
+        if not np.any(d2) and not np.any(d3) and np.any(g > 0):
+            raise ValueError(
+                f"Grad-CAM++ variant='exact' with score={score!r}: every second and third derivative of the "
+                f"score with respect to {layer!r} is 0 (the layers above it are piecewise linear), so eq. 10 is "
+                "0/0. Use score='exp', the paper's Y = exp(S), for which eq. 10 equals eq. 19."
+            )
         alpha = alpha_general(d2, d3, A, g)
     else:
         cap = capture(model, x, layer, target, "softmax" if score == "softmax" else "logit")
