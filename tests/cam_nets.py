@@ -72,3 +72,48 @@ def torch_twin(model):
 
 def images(rng, n=2, channels=3, size=8, dtype=np.float64):
     return rng.standard_normal((n, channels, size, size)).astype(dtype)
+
+
+# ----------------------------------------------------------------------------
+# Helpers shared by the CAM test modules
+# ----------------------------------------------------------------------------
+
+NETS = {"gap": gap_net, "flatten": flatten_net}
+
+
+def setup(net, seed=0, n=3, dtype=np.float64):
+    """A seeded net from NETS and n images for it."""
+    rng = np.random.default_rng(seed)
+    model = NETS[net](rng, dtype=dtype)
+    return model, images(rng, n, dtype=dtype)
+
+
+def classes_for(model, x, target):
+    """Each image's class as minicam resolves `target` (None: the argmax)."""
+    from minicam import Tensor, no_grad
+
+    with no_grad():
+        out = model(Tensor(x)).data
+    if target is None:
+        return out.argmax(axis=1)
+    return np.broadcast_to(np.asarray(target), (len(x),)).astype(np.int64)
+
+
+def assert_close(actual, expected, rtol=1e-10):
+    """Element-wise rtol, with an absolute floor of rtol * max(1, max|expected|)."""
+    expected = np.asarray(expected)
+    atol = rtol * max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def record(what, dtype, error):
+    """Keep the worst error per check in opcheck.WORST_ERRORS (written out by conftest.py
+    when MINICAM_ERROR_REPORT is set), next to the ops' errors against torch."""
+    from opcheck import WORST_ERRORS
+
+    key = (f"cam {what}", np.dtype(dtype).name)
+    WORST_ERRORS[key] = max(WORST_ERRORS.get(key, 0.0), float(error))
+
+
+def relu(x):
+    return np.maximum(x, 0)

@@ -19,22 +19,19 @@ Every test here asserts NUMBERS that a wrong formula would break:
 Tolerances: float64 identities at 1e-12 relative to the map's scale, torch oracles at
 1e-10. Nets are tiny so the whole file runs in seconds.
 """
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cam_nets import flatten_net, gap_net, images, torch_twin
-from minicam import nn
+from cam_nets import flatten_net, gap_net, images, record, relu, torch_twin
 from minicam.autograd import Tensor, grad
 from minicam.cam import explain
 from minicam.cam.cam import cam
 from minicam.cam.capture import capture, class_scores
 from minicam.cam.gradcampp import diagonal_derivatives, gradcampp
 from minicam.cam.gradient import gradcam, gradcam_elementwise, gradcam_plus, hirescam, layercam, xgradcam
-from opcheck import WORST_ERRORS
 from torch_required import require_torch
 
 EXACT = 1e-12   # identities that hold in exact arithmetic, float64
@@ -55,17 +52,6 @@ GRADIENT_METHODS = {
 # Helpers
 # ----------------------------------------------------------------------------
 
-
-def relu(x):
-    return np.maximum(x, 0)
-
-
-
-def record(what, dtype, error):
-    """Keep the worst error per check in opcheck.WORST_ERRORS (written out by conftest.py
-    when MINICAM_ERROR_REPORT is set), next to the ops' errors against torch."""
-    key = (f"cam {what}", np.dtype(dtype).name)
-    WORST_ERRORS[key] = max(WORST_ERRORS.get(key, 0.0), float(error))
 
 def assert_close(actual, expected, rtol, scale=None, what=""):
     """max |actual - expected| <= rtol * scale, scale defaulting to max |expected|.

@@ -25,7 +25,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opcheck import WORST_ERRORS
 from torch_required import require_torch
 
 torch = require_torch()
@@ -33,7 +32,7 @@ F = torch.nn.functional
 captum_attr = pytest.importorskip("captum.attr")
 torchcam_methods = pytest.importorskip("torchcam.methods")
 
-from cam_nets import flatten_net, gap_net, images, torch_twin  # noqa: E402
+from cam_nets import flatten_net, gap_net, images, record, relu, torch_twin  # noqa: E402
 from minicam.cam import explain  # noqa: E402
 from minicam.cam.cam import cam  # noqa: E402
 from minicam.cam.capture import capture  # noqa: E402
@@ -42,17 +41,6 @@ from minicam.cam.gradient import gradcam, layercam, xgradcam  # noqa: E402
 
 ORACLE = 1e-10
 
-
-def relu(x):
-    return np.maximum(x, 0)
-
-
-
-def record(what, dtype, error):
-    """Keep the worst error per check in opcheck.WORST_ERRORS (written out by conftest.py
-    when MINICAM_ERROR_REPORT is set), next to the ops' errors against torch."""
-    key = (f"cam {what}", np.dtype(dtype).name)
-    WORST_ERRORS[key] = max(WORST_ERRORS.get(key, 0.0), float(error))
 
 def assert_close(actual, expected, rtol, scale=None, what=""):
     dtype = np.asarray(actual).dtype

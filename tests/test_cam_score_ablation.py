@@ -8,7 +8,7 @@ modified copy of the layer's output. They share no code with minicam.
 """
 import numpy as np
 import pytest
-from cam_nets import flatten_net, gap_net, images, torch_twin
+from cam_nets import assert_close, classes_for, setup, torch_twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_required import require_torch
@@ -23,36 +23,9 @@ from minicam.cam.scorecam import scorecam
 torch = require_torch()
 F = torch.nn.functional
 
-NETS = {"gap": gap_net, "flatten": flatten_net}
 # (net, layer): gap_net's layers are 8x8 like the input (masks need no resizing);
 # flatten_net's pool1/relu2 are 4x4 (masks are upsampled); conv2 is signed.
 CASES = [("gap", "relu2"), ("gap", "conv2"), ("flatten", "relu2"), ("flatten", "pool1")]
-
-
-def setup(net, seed=0, n=3, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    model = NETS[net](rng, dtype=dtype)
-    return model, images(rng, n, dtype=dtype)
-
-
-def classes_for(model, x, target):
-    """Each image's class as minicam resolves `target` (None: the argmax)."""
-    with no_grad():
-        out = model(Tensor(x)).data
-    if target is None:
-        return out.argmax(axis=1)
-    return np.broadcast_to(np.asarray(target), (len(x),)).astype(np.int64)
-
-
-def assert_close(actual, expected, rtol=1e-10):
-    expected = np.asarray(expected)
-    atol = rtol * max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
-
-
-# ----------------------------------------------------------------------------
-# torch oracles
-# ----------------------------------------------------------------------------
 
 
 def torch_activations(twin, x, layer):
