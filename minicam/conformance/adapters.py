@@ -1,0 +1,248 @@
+"""Other implementations run on the exported cases, writing results files for verify (needs torch).
+
+Everything here works from an exported folder only (minicam export-cases DIR), as
+a third party would: the nets are rebuilt in torch from architecture.json and
+weights.npz, in float64 and eval mode.
+
+  run_torch(DIR)     a hand-written torch port ("a colleague's code"): Grad-CAM raw, and with
+                     the minicam and pytorch-grad-cam presets (the latter in float32, as that
+                     library returns); Grad-CAM++ with pytorch-grad-cam's formula (eps 1e-6)
+  run_captum(DIR)    captum 0.9: LayerGradCam (relu_attributions=True -> raw; False, upsampled
+                     by LayerAttribution.interpolate -> captum), GuidedBackprop, GuidedGradCam
+  run_torchcam(DIR)  torchcam 0.5: CAM, GradCAM, GradCAMpp, XGradCAM, LayerCAM, ScoreCAM;
+                     normalized=False -> raw; normalized=True, upsampled bilinearly
+                     (align_corners=False, as its fuse_cams) -> torchcam.
+                     SmoothGradCAMpp is not run: it draws its own noise, which cannot be set
+                     to the exported noise, so its maps cannot be compared number by number.
+  write_results(DIR) all of them -> DIR/results-<name>.npz
+
+    python -m minicam.conformance.adapters DIR      (export first: python -m minicam export-cases DIR)
+
+Maps come back as float64 NumPy arrays (N, h, w) or (N, H, W), keyed "<case>/<method>/<stage>".
+torch is imported inside the functions, so importing this module never needs it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------
+# The exported cases, read as a third party would
+# ----------------------------------------------------------------------------
+
+
+def read_case(folder) -> dict:
+    """case.json, the layer list, the weights and the inputs of one exported case."""
+    folder = Path(folder)
+    case = json.loads((folder / "case.json").read_text())
+    case["layers"] = json.loads((folder / "architecture.json").read_text())["layers"]
+    with np.load(folder / "weights.npz") as weights:
+        case["weights"] = {key: weights[key] for key in weights.files}
+    with np.load(folder / "inputs.npz") as inputs:
+        case["x"], case["target_array"] = inputs["x"], inputs["targets"]
+    return case
+
+
+def cases_in(folder):
+    """(name, case dict) for every case of an exported folder, in order."""
+    folder = Path(folder)
+    for name in json.loads((folder / "index.json").read_text())["cases"]:
+        yield name, read_case(folder / name)
+
+
+def torch_net(layers, weights):
+    """torch.nn.Sequential of the named layers (torch.nn.<type>(**args)), weights loaded, float64, eval."""
+    import torch
+
+    modules = OrderedDict()
+    for layer in layers:
+        args = {key: tuple(value) if isinstance(value, list) else value for key, value in layer["args"].items()}
+        modules[layer["name"]] = getattr(torch.nn, layer["type"])(**args)
+    net = torch.nn.Sequential(modules).double()  # float64 BEFORE loading: loading into float32 would round
+    net.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in weights.items()})
+    return net.eval()
+
+
+def _upsample(maps, size, align_corners=False):
+    import torch.nn.functional as F
+
+    if tuple(maps.shape[1:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=align_corners)[:, 0]
+
+
+def _minmax(maps, eps=0.0):
+    """(x - min) / (max - min + eps) per map; exact (constant -> 0) when eps is 0."""
+    import torch
+
+    low = maps.flatten(1).min(dim=1).values[:, None, None]
+    high = maps.flatten(1).max(dim=1).values[:, None, None]
+    scale = high - low + eps
+    return torch.where(scale > 0, (maps - low) / torch.where(scale > 0, scale, torch.ones_like(scale)),
+                       torch.zeros_like(maps))
+
+
+def _numpy(tensor):
+    return tensor.detach().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------
+# A hand-written torch port
+# ----------------------------------------------------------------------------
+
+
+def activations_and_gradients(net, x, layer, targets):
+    """A at `layer` (a forward hook) and g = d(sum of target logits)/dA (torch.autograd.grad)."""
+    import torch
+
+    stored = {}
+    module = dict(net.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, inputs, output: stored.setdefault("A", output))
+    try:
+        logits = net(x)
+    finally:
+        handle.remove()
+    y = logits[torch.arange(len(x)), targets]
+    (g,) = torch.autograd.grad(y.sum(), stored["A"])
+    return stored["A"].detach(), g
+
+
+def run_torch(folder) -> dict:
+    """Grad-CAM as the papers define it, and pytorch-grad-cam's Grad-CAM++ and pipeline, in torch."""
+    import torch
+
+    results = {}
+    for name, case in cases_in(folder):
+        net = torch_net(case["layers"], case["weights"])
+        x, targets = torch.from_numpy(case["x"]), torch.from_numpy(case["target_array"])
+        A, g = activations_and_gradients(net, x, case["layer"], targets)
+        signed = (g.mean(dim=(2, 3), keepdim=True) * A).sum(dim=1)
+        cam = torch.relu(signed)
+        results[f"{name}/gradcam/raw"] = _numpy(cam)
+        results[f"{name}/gradcam/minicam"] = _numpy(_minmax(_upsample(cam, x.shape[2:])))
+        results[f"{name}/gradcam/pytorch-grad-cam"] = _pytorch_grad_cam_pipeline(cam, x.shape[2:])
+        # pytorch-grad-cam grad_cam_plusplus.py: aij = g^2 / (2 g^2 + sum(A) g^3 + 1e-6), 0 where g = 0
+        sum_A = A.sum(dim=(2, 3), keepdim=True)
+        aij = g**2 / (2 * g**2 + sum_A * g**3 + 1e-6)
+        aij = torch.where(g != 0, aij, torch.zeros_like(aij))
+        weights = (torch.relu(g) * aij).sum(dim=(2, 3), keepdim=True)
+        plusplus = torch.relu((weights * A).sum(dim=1))
+        results[f"{name}/gradcam++/raw"] = _numpy(plusplus)
+        results[f"{name}/gradcam++/pytorch-grad-cam"] = _pytorch_grad_cam_pipeline(plusplus, x.shape[2:])
+    return results
+
+
+def _pytorch_grad_cam_pipeline(cam, size):
+    """base_cam.py: ReLU'd map -> scale_cam_image (min-max, eps 1e-7, then cv2 bilinear resize =
+    torch align_corners=False) -> float32 -> ReLU, min-max (eps 1e-7) again."""
+    import torch
+
+    maps = _upsample(_minmax(cam, 1e-7), size).float()
+    return _numpy(_minmax(torch.relu(maps), 1e-7))
+
+
+# ----------------------------------------------------------------------------
+# captum
+# ----------------------------------------------------------------------------
+
+
+def run_captum(folder) -> dict:
+    import torch
+    from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam
+
+    results = {}
+    for name, case in cases_in(folder):
+        net = torch_net(case["layers"], case["weights"])
+        x, targets = torch.from_numpy(case["x"]), case["targets"]
+        layer = dict(net.named_modules())[case["layer"]]
+        gradcam = LayerGradCam(net, layer)
+        results[f"{name}/gradcam/raw"] = _numpy(gradcam.attribute(x, target=targets, relu_attributions=True)[:, 0])
+        signed = gradcam.attribute(x, target=targets, relu_attributions=False)
+        results[f"{name}/gradcam/captum"] = _numpy(LayerAttribution.interpolate(signed, tuple(x.shape[2:]))[:, 0])
+        guided = GuidedBackprop(net).attribute(x, target=targets)
+        results[f"{name}/guided-backprop/raw"] = _numpy(guided.abs().amax(dim=1))
+        guided_gradcam = GuidedGradCam(net, layer).attribute(x, target=targets)
+        results[f"{name}/guided-gradcam/raw"] = _numpy(guided_gradcam.abs().amax(dim=1))
+    return results
+
+
+# ----------------------------------------------------------------------------
+# torchcam
+# ----------------------------------------------------------------------------
+
+TORCHCAM_METHODS = OrderedDict([
+    ("cam", "CAM"), ("gradcam", "GradCAM"), ("gradcam++", "GradCAMpp"), ("xgradcam", "XGradCAM"),
+    ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"),
+])
+
+
+def run_torchcam(folder) -> dict:
+    import torch
+    import torchcam.methods
+
+    results = {}
+    for name, case in cases_in(folder):
+        net = torch_net(case["layers"], case["weights"])
+        x = torch.from_numpy(case["x"])
+        linear = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+        for method, class_name in TORCHCAM_METHODS.items():
+            if method not in case["methods"]:
+                continue
+            extractor_class = getattr(torchcam.methods, class_name)
+            for normalized, stage in ((False, "raw"), (True, "torchcam")):
+                options = {"fc_layer": linear} if method == "cam" else {}
+                with extractor_class(net, case["layer"], input_shape=tuple(x.shape[1:]), **options) as extractor:
+                    if method in ("cam", "scorecam"):
+                        with torch.no_grad():
+                            net(x)  # the hooks keep the activations (and, for Score-CAM, the input)
+                        maps = extractor(class_idx=case["targets"], normalized=normalized)
+                    else:
+                        maps = extractor(class_idx=case["targets"], scores=net(x), normalized=normalized)
+                maps = maps[0].detach()
+                results[f"{name}/{method}/{stage}"] = _numpy(_upsample(maps, x.shape[2:]) if normalized else maps)
+    return results
+
+
+# ----------------------------------------------------------------------------
+# All of them
+# ----------------------------------------------------------------------------
+
+ADAPTERS = OrderedDict([("torch", run_torch), ("captum", run_captum), ("torchcam", run_torchcam)])
+
+
+def write_results(folder, names=None) -> "OrderedDict[str, Path]":
+    """Run each adapter (default: all) on the exported folder; write DIR/results-<name>.npz."""
+    folder = Path(folder)
+    written = OrderedDict()
+    for name in names or ADAPTERS:
+        path = folder / f"results-{name}.npz"
+        np.savez(path, **ADAPTERS[name](folder))
+        written[name] = path
+    return written
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    folder, names = Path(argv[0]), argv[1:] or None
+    unknown = [n for n in names or () if n not in ADAPTERS]
+    if unknown:
+        print(f"unknown adapter(s) {unknown}; choose from {list(ADAPTERS)}", file=sys.stderr)
+        return 2
+    if not (folder / "index.json").is_file():
+        print(f"{folder} holds no exported cases; run `python -m minicam export-cases {folder}` first", file=sys.stderr)
+        return 2
+    for name, path in write_results(folder, names).items():
+        print(f"{name}: wrote {path}; check it with: python -m minicam verify {path} --cases {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The catalogue of known variants and mistakes, in one place.
+
+    CATALOGUE   name -> Variant (catalogue.py): the method variants of
+                variants_methods.py and the pipeline variants of variants_pipeline.py
+    recompute(name, case, method, stage)   the map a variant gives for one key
+    candidates(lab, method, stage)         every applicable single variant and pair, lazily
+
+Import this module (not the two variant files) to get the full catalogue.
+"""
+from __future__ import annotations
+
+from minicam.cam.registry import HAS_FINAL_RELU
+from minicam.conformance import variants_methods, variants_pipeline  # noqa: F401  (they fill CATALOGUE)
+from minicam.conformance.cases import finish
+from minicam.conformance.catalogue import CATALOGUE, Lab, Variant, as_map
+
+__all__ = ["CATALOGUE", "Variant", "Lab", "recompute", "candidates", "method_variants", "pipeline_variants"]
+
+
+def method_variants(method):
+    return [v for v in CATALOGUE.values() if v.kind == "method" and (v.methods is None or method in v.methods)]
+
+
+def pipeline_variants():
+    return [v for v in CATALOGUE.values() if v.kind == "pipeline"]
+
+
+def candidates(lab: Lab, method: str, stage: str):
+    """Yield (names, map) for every variant that applies to this key: first each single
+    variant (method variants, then pipeline variants), then each pair (method variant,
+    pipeline variant): the maps those variants would have produced."""
+    has_relu = HAS_FINAL_RELU[method]
+    pre = lab.pre(method)
+    varied = []
+    for variant in method_variants(method):
+        result = as_map(variant.compute(lab, method), has_relu)
+        if result is not None:
+            varied.append((variant.name, result))
+            yield (variant.name,), finish(result[0], lab.case, stage, result[1])
+    pipelines = pipeline_variants()
+    for pipeline in pipelines:
+        finished = pipeline.compute(pre, lab, stage, has_relu)
+        if finished is not None:
+            yield (pipeline.name,), finished
+    for name, (varied_pre, varied_relu) in varied:
+        for pipeline in pipelines:
+            finished = pipeline.compute(varied_pre, lab, stage, varied_relu)
+            if finished is not None:
+                yield (name, pipeline.name), finished
+
+
+def recompute(names, lab: Lab, method: str, stage: str):
+    """The map of one variant (a name) or one pair (method variant, pipeline variant); None if
+    it does not apply."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    variants = [CATALOGUE[name] for name in names]
+    kinds = [v.kind for v in variants]
+    if kinds not in (["method"], ["pipeline"], ["method", "pipeline"]):
+        raise ValueError(f"a recomputation takes one variant, or a method variant then a pipeline variant; got {names}")
+    has_relu = HAS_FINAL_RELU[method]
+    pre = lab.pre(method)
+    if variants[0].kind == "method":
+        if variants[0].methods is not None and method not in variants[0].methods:
+            return None
+        result = as_map(variants[0].compute(lab, method), has_relu)
+        if result is None:
+            return None
+        pre, has_relu = result
+        if len(variants) == 1:
+            return finish(pre, lab.case, stage, has_relu)
+        variants = variants[1:]
+    return variants[0].compute(pre, lab, stage, has_relu)

@@ -1,0 +1,415 @@
+"""Method variants: the method's map at the layer computed another way.
+
+Each function recomputes, for one case, the map (before the method's final
+ReLU) the way a known implementation or a known mistake computes it. Sources
+are shared/research/peers.md (section and library file) unless stated.
+Signature: f(lab, method) -> map (N, h, w), or (map, has_final_relu), or None
+where the variant does not apply to this case.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from minicam import nn, ops
+from minicam.autograd import Tensor, enable_grad, grad
+from minicam.cam.capture import class_scores, evaluation_mode, predict, weighted_sum
+from minicam.cam.conventions import normalize_maps, resize_maps
+from minicam.cam.guided import guided_gradients
+from minicam.cam.registry import HAS_FINAL_RELU, METHODS
+from minicam.conformance.catalogue import register
+from minicam.conformance.formulas import FORMULAS, relu
+
+GRADIENT = tuple(FORMULAS)  # the methods computed from A and g alone
+GUIDED = ("guided-backprop", "guided-gradcam")
+CLASS_DEPENDENT = tuple(m for m in METHODS if m != "eigencam")
+
+
+def _per_image(values):
+    return np.asarray(values)[:, None, None]
+
+
+# ----------------------------------------------------------------------------
+# The score and the target
+# ----------------------------------------------------------------------------
+
+
+@register("softmax-score", "method", "gradients of the softmax probability instead of the logit",
+          "peers.md B.0 and E.6: the papers and every peer differentiate the pre-softmax logit; a model "
+          "that ends in a softmax (or a score taken after it) gives this", GRADIENT + GUIDED + ("ablationcam",))
+def softmax_score(lab, method):
+    """y = softmax(S)_c instead of the logit S_c: g = p_c (dS_c/dA - sum_j p_j dS_j/dA)."""
+    if method in FORMULAS:
+        A, g, _ = lab.activations_and_gradients("softmax")
+        return FORMULAS[method](A, g)
+    return lab.pre(method, score="softmax")
+
+
+@register("exp-score", "method", "gradients of exp(logit) instead of the logit",
+          "Grad-CAM++ eq. 19 takes Y = exp(S) (peers.md B.4); applied naively it multiplies g by exp(S) "
+          "before the method's formula", GRADIENT + GUIDED)
+def exp_score(lab, method):
+    """g -> exp(S) g, the true exp(S) of each image's logit (not shifted)."""
+    A, g, S = lab.activations_and_gradients("logit")
+    scale = np.exp(S)
+    if method in FORMULAS:
+        return FORMULAS[method](A, g * scale[:, None, None, None])
+    return lab.pre(method) * _per_image(scale)  # guided maps are linear in the score's gradient
+
+
+@register("negated-score", "method", "gradients of -y: the counterfactual map (Selvaraju et al. Section 5)",
+          "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (peers.md A)", GRADIENT)
+def negated_score(lab, method):
+    """g -> -g in the method's formula: the map of what LOWERS the score."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return FORMULAS[method](A, -g)
+
+
+@register("predicted-class", "method", "the predicted class (argmax) explained instead of the given target",
+          "the default target of pytorch-grad-cam (targets=None) and of many tutorials", CLASS_DEPENDENT)
+def predicted_class(lab, method):
+    """The method for argmax(output) of each image instead of the case's targets (None if they agree)."""
+    predicted = np.argmax(predict(lab.case.model, lab.case.x), axis=1)
+    if np.array_equal(predicted, lab.case.targets):
+        return None
+    return lab.pre(method, targets=predicted)
+
+
+@register("first-target-for-all", "method", "the first image's target class used for every image",
+          "class_idx given as one int for the whole batch (torchcam, captum accept both forms)", CLASS_DEPENDENT)
+def first_target_for_all(lab, method):
+    """The method with targets[0] for every image (None if all targets are equal already)."""
+    targets = np.full_like(lab.case.targets, lab.case.targets[0])
+    if np.array_equal(targets, lab.case.targets):
+        return None
+    return lab.pre(method, targets=targets)
+
+
+@register("batch-mean-gradients", "method", "Grad-CAM weights averaged over the batch as well as the positions",
+          "keras-io examples/vision/grad_cam.py: reduce_mean(grads, axis=(0, 1, 2)), valid for one image only "
+          "(peers.md B.0, B.2)", ("gradcam",))
+def batch_mean_gradients(lab, method):
+    """w_k = mean over (n, i, j) of g: one set of weights for the whole batch."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    if len(A) < 2:
+        return None
+    return np.einsum("k,nkhw->nhw", g.mean(axis=(0, 2, 3)), A)
+
+
+class BatchStatisticsNorm(nn.Module):
+    """BatchNorm2d as in training mode: each channel normalised with the BATCH's mean and
+    (biased) variance, whatever the module's mode; the running statistics are not touched."""
+
+    def __init__(self, bn):
+        super().__init__()
+        self.weight, self.bias, self.eps = bn.weight, bn.bias, bn.eps
+
+    def forward(self, input):
+        return ops.batch_norm(input, None, None, self.weight, self.bias, training=True, eps=self.eps)
+
+
+def _train_mode_model(lab):
+    """A copy of the case's net whose BatchNorm layers use batch statistics."""
+    def build():
+        layers = OrderedDict()
+        for name, module in lab.case.model.named_children():
+            layers[name] = BatchStatisticsNorm(module) if isinstance(module, nn.BatchNorm2d) else module
+        return nn.Sequential(layers)
+    return lab.cached("train-mode-model", build)
+
+
+@register("batchnorm-train-mode", "method", "BatchNorm in training mode (batch statistics): model.eval() forgotten",
+          "torch modules start in training mode; pytorch-grad-cam and torchcam call eval() for you, "
+          "a hand-written hook does not", GRADIENT + GUIDED + ("cam",))
+def batchnorm_train_mode(lab, method):
+    """The method on a copy of the net whose BatchNorm layers use the batch's statistics."""
+    if not lab.has_batch_norm:
+        return None
+    return lab.pre(method, model=_train_mode_model(lab))
+
+
+# ----------------------------------------------------------------------------
+# Grad-CAM++ (peers.md B.4 and E.1): at least five formulas in the wild
+# ----------------------------------------------------------------------------
+
+
+def _eq19_unguarded(A, g, eps=0.0):
+    """alpha = g^2 / (2 g^2 + sum_ab A_ab g^3 + eps) where g != 0 (and the denominator != 0), else 0."""
+    denominator = 2 * g**2 + A.sum(axis=(2, 3), keepdims=True) * g**3 + eps
+    usable = (g != 0) & (denominator != 0)
+    return np.where(usable, g**2 / np.where(usable, denominator, 1), 0.0)
+
+
+def _renormalise(alpha, over):
+    """alpha divided, per channel, by its sum over the positions `over` (by 1 where that sum is 0)."""
+    total = np.sum(np.where(over, alpha, 0.0), axis=(2, 3), keepdims=True)
+    return alpha / np.where(total != 0, total, 1)
+
+
+def _gradcampp_map(A, weights_per_position, alpha):
+    return weighted_sum(np.sum(alpha * weights_per_position, axis=(2, 3)), A)
+
+
+@register("gradcampp-alpha-renormalised", "method",
+          "alpha renormalised to sum to 1 over the positive-gradient positions of each channel",
+          "the Grad-CAM++ authors' extra step (adityac94 misc/utils.py), minicam's variant='authors'", ("gradcam++",))
+def gradcampp_alpha_renormalised(lab, method):
+    """alpha_kij / sum over {g_k > 0} of alpha_k: minicam's gradcampp(variant="authors")."""
+    return lab.pre("gradcam++", variant="authors")
+
+
+@register("gradcampp-authors-code", "method",
+          "the authors' code: alpha renormalised over positive-gradient positions, weights ReLU(exp(S) g), no pole rule",
+          "adityac94/Grad_CAM_plus_plus misc/utils.py grad_CAM_plus (peers.md B.4)", ("gradcam++",))
+def gradcampp_authors_code(lab, method):
+    """alpha = g^2 / (2 g^2 + sum(A) g^3) (1 as denominator where it is 0), renormalised over g > 0;
+    w_k = sum_ij alpha ReLU(exp(S) g)."""
+    A, g, S = lab.activations_and_gradients("logit")
+    alpha = _renormalise(_eq19_unguarded(A, g), over=g > 0)
+    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+
+
+@register("gradcampp-tf-keras-vis", "method",
+          "alpha renormalised over ALL positions (not only g > 0), weights ReLU(exp(S) g)",
+          "tf-keras-vis gradcam_plus_plus.py (peers.md B.4)", ("gradcam++",))
+def gradcampp_tf_keras_vis(lab, method):
+    """alpha = g^2 / (2 g^2 + sum(A) g^3) (0 where g = 0), divided by its sum over ALL positions
+    (by 1 if that sum is 0); w_k = sum_ij alpha ReLU(exp(S) g)."""
+    A, g, S = lab.activations_and_gradients("logit")
+    alpha = _renormalise(_eq19_unguarded(A, g), over=np.ones_like(g, dtype=bool))
+    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+
+
+@register("gradcampp-sum-g3A", "method",
+          "the denominator 2 g^2 + sum_ij(g^3 A) (a sum over the product) instead of 2 g^2 + sum_ij(A) g^3",
+          "1Konny/gradcam_plus_plus-pytorch issue #2 / PR #3, yiskw713 issue #2; torchcam's formula had its "
+          "division worked (peers.md B.4)", ("gradcam++",))
+def gradcampp_sum_g3A(lab, method):
+    """alpha = g^2 / (2 g^2 + sum_ij(g^3 A)) where g != 0. On a GAP head g is constant over the
+    positions of a channel, so sum(g^3 A) = g^3 sum(A) and this equals eq. 19 there."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
+    usable = (g != 0) & (denominator != 0)
+    alpha = np.where(usable, g**2 / np.where(usable, denominator, 1), 0.0)
+    return _gradcampp_map(A, relu(g), alpha)
+
+
+@register("gradcampp-1konny", "method",
+          "sum_ij(g^3 A) denominator (1 where it is 0) + 1e-7, weights ReLU(exp(S) g)",
+          "1Konny/gradcam_plus_plus-pytorch gradcam.py, copied into many projects", ("gradcam++",))
+def gradcampp_1konny(lab, method):
+    """alpha = g^2 / (d + 1e-7), d = 2 g^2 + sum_ij(g^3 A) (1 where d = 0); w_k = sum_ij alpha ReLU(exp(S) g)."""
+    A, g, S = lab.activations_and_gradients("logit")
+    denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
+    alpha = g**2 / (np.where(denominator != 0, denominator, 1) + 1e-7)
+    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+
+
+@register("torchcam-0.5.0-gradcampp", "method",
+          "no-op alpha division: alpha = g^2, weights sum_ij g^2 ReLU(g) = sum_ij ReLU(g)^3",
+          "torchcam 0.3.2-0.5.0 methods/gradient.py GradCAMpp._get_weights: alpha[mask].div_(...) divides a "
+          "copy made by boolean indexing (peers.md B.4)", ("gradcam++",))
+def torchcam_gradcampp(lab, method):
+    """w_k = sum_ij g^2 ReLU(g): the alpha torchcam meant to divide is never divided."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return _gradcampp_map(A, relu(g), g**2)
+
+
+@register("gradcampp-pytorch-grad-cam", "method",
+          "eq. 19 with 1e-6 added to the denominator, alpha = 0 where g = 0, no pole rule",
+          "pytorch-grad-cam grad_cam_plusplus.py (peers.md B.4)", ("gradcam++",))
+def gradcampp_pytorch_grad_cam(lab, method):
+    """alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0; w_k = sum_ij alpha ReLU(g)."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return _gradcampp_map(A, relu(g), _eq19_unguarded(A, g, eps=1e-6))
+
+
+@register("gradcampp-unguarded", "method",
+          "eq. 19 without minicam's pole rule (alpha kept where 2 + g sum(A) <= 0, signed layers only)",
+          "eq. 19 as printed; pytorch-grad-cam without its eps", ("gradcam++",))
+def gradcampp_unguarded(lab, method):
+    """alpha = g^2 / (2 g^2 + sum(A) g^3) where g != 0, even where 2 + g sum(A) <= 0."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return _gradcampp_map(A, relu(g), _eq19_unguarded(A, g))
+
+
+# ----------------------------------------------------------------------------
+# XGrad-CAM (peers.md B.5)
+# ----------------------------------------------------------------------------
+
+
+@register("xgradcam-eps-1e-7", "method", "weights sum(g A) / (sum(A) + 1e-7) for every channel",
+          "pytorch-grad-cam xgrad_cam.py", ("xgradcam",))
+def xgradcam_eps_1e7(lab, method):
+    """w_k = sum(g A) / (sum(A) + 1e-7), also for channels with sum(A) <= 0."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return FORMULAS["xgradcam"](A, g, eps=1e-7)
+
+
+@register("xgradcam-eps-1e-8", "method", "weights sum(g A) / (sum(A) + 1e-8) for every channel",
+          "torchcam methods/gradient.py XGradCAM", ("xgradcam",))
+def xgradcam_eps_1e8(lab, method):
+    """w_k = sum(g A) / (sum(A) + 1e-8), also for channels with sum(A) <= 0."""
+    A, g, _ = lab.activations_and_gradients("logit")
+    return FORMULAS["xgradcam"](A, g, eps=1e-8)
+
+
+# ----------------------------------------------------------------------------
+# Score-CAM (peers.md B.7 and E.6-7); minicam's default is the paper's Algorithm 1
+# ----------------------------------------------------------------------------
+
+
+def _scorecam(summary, source, **options):
+    def variant(lab, method):
+        return lab.pre("scorecam", **options)
+    variant.__doc__ = f"{summary}: scorecam({', '.join(f'{k}={v!r}' for k, v in options.items())})"
+    return summary, source, variant
+
+
+for _name, (_summary, _source, _function) in {
+    "scorecam-logit": _scorecam(
+        "logits instead of softmax probabilities (with the channel softmax)",
+        "pytorch-grad-cam score_cam.py and torchcam ScoreCAM score the logit", score="logit"),
+    "scorecam-no-channel-softmax": _scorecam(
+        "channel weights = the masked inputs' probabilities, no softmax over channels, no baseline",
+        "the Score-CAM authors' code (haofanwang/Score-CAM cam/scorecam.py)", channel_softmax=False, baseline=None),
+    "scorecam-masks-before-upsample": _scorecam(
+        "masks min-max normalised at the layer's resolution, then upsampled",
+        "torchcam ScoreCAM (_normalize on the activations, then F.interpolate)", normalize_masks="before-upsample"),
+    "torchcam-scorecam": _scorecam(
+        "torchcam: logits, masks normalised (eps 1e-8) before bilinear upsampling, channel softmax",
+        "torchcam 0.5.0 methods/activation.py ScoreCAM", score="logit", normalize_masks="before-upsample",
+        mask_eps=1e-8),
+    "pytorch-grad-cam-scorecam": _scorecam(
+        "pytorch-grad-cam: logits, masks upsampled corner-aligned then normalised (eps 1e-8), channel softmax",
+        "pytorch-grad-cam score_cam.py (UpsamplingBilinear2d is align_corners=True)", score="logit",
+        mask_interpolation="bilinear-corners", mask_eps=1e-8),
+    "tf-keras-vis-scorecam": _scorecam(
+        "tf-keras-vis: probabilities as weights (no channel softmax, no baseline), corner-aligned masks, eps 1e-7",
+        "tf-keras-vis scorecam.py", channel_softmax=False, baseline=None, mask_interpolation="bilinear-corners",
+        mask_eps=1e-7),
+}.items():
+    register(_name, "method", _summary, _source, ("scorecam",))(_function)
+
+
+# ----------------------------------------------------------------------------
+# Eigen-CAM (peers.md B.8): the SVD's sign and the centring
+# ----------------------------------------------------------------------------
+
+EIGEN = ("eigencam", "eigengradcam")
+
+
+@register("eigen-sign-flipped", "method", "the first principal direction with the other sign (-v1)",
+          "an SVD fixes v1 only up to its sign: pytorch-grad-cam issues #315, #364", EIGEN)
+def eigen_sign_flipped(lab, method):
+    """minus minicam's map: the projection on -v1."""
+    return -lab.pre(method)
+
+
+@register("eigen-centred", "method", "each channel centred over the positions before the SVD (PCA proper)",
+          "pytorch-grad-cam utils/svd_on_activations.py get_2d_projection; the paper projects uncentred A", EIGEN)
+def eigen_centred(lab, method):
+    """minicam's map with center=True (each channel's mean over positions subtracted)."""
+    return lab.pre(method, center=True)
+
+
+@register("eigen-centred-flipped", "method", "centred, and the other sign of v1",
+          "pytorch-grad-cam get_2d_projection with the sign its LAPACK returned", EIGEN)
+def eigen_centred_flipped(lab, method):
+    """minus minicam's centred map."""
+    return -lab.pre(method, center=True)
+
+
+# ----------------------------------------------------------------------------
+# Ablation-CAM (peers.md B.9)
+# ----------------------------------------------------------------------------
+
+
+@register("ablation-divide-by-y", "method", "weights (y - y_k) / y: divided by the signed score, not |y|",
+          "pytorch-grad-cam ablation_cam.py: the map flips for a negative logit", ("ablationcam",))
+def ablation_divide_by_y(lab, method):
+    """minicam's map times sign(y): (y - y_k) / y = sign(y) (y - y_k) / |y|."""
+    return lab.pre(method) * _per_image(np.sign(lab.logits()))
+
+
+@register("ablation-no-division", "method", "weights y - y_k: the drop itself, not divided by y",
+          "the score drop without the paper's normalisation", ("ablationcam",))
+def ablation_no_division(lab, method):
+    """minicam's map times |y|: the weights y - y_k."""
+    return lab.pre(method) * _per_image(np.abs(lab.logits()))
+
+
+# ----------------------------------------------------------------------------
+# CAM and the guided methods
+# ----------------------------------------------------------------------------
+
+
+@register("cam-mean-over-positions", "method", "sum_k (W_ck / (h w)) A_k: Grad-CAM's weights on a GAP head, no ReLU",
+          "captum LayerGradCam on a GAP head (relu_attributions=False) returns CAM / (h w) (peers.md B.1)", ("cam",))
+def cam_mean_over_positions(lab, method):
+    """CAM divided by the number of positions h w."""
+    pre = lab.pre("cam")
+    return pre / (pre.shape[1] * pre.shape[2])
+
+
+@register("guided-channel-sum", "method", "the colour channels summed instead of max |.| over channels",
+          "minicam's channel_reduction='sum'; the peers return (N, C, H, W) and leave the reduction to the user",
+          GUIDED)
+def guided_channel_sum(lab, method):
+    """minicam's guided map with channel_reduction="sum"."""
+    return lab.pre(method, channel_reduction="sum")
+
+
+def input_gradients(model, x, targets):
+    """The plain gradient d y / d x (N, C, H, W): no guided ReLUs."""
+    with evaluation_mode(model), enable_grad():
+        image = Tensor(x, requires_grad=True)
+        y, _, _ = class_scores(model(image), targets, "logit")
+        (gradients,) = grad(y.sum(), image, allow_unused=True)
+    return np.zeros_like(x) if gradients is None else gradients.data
+
+
+@register("plain-gradient", "method", "the plain input gradient instead of guided backpropagation",
+          "vanilla saliency (Simonyan et al. 2014) in place of Springenberg et al.'s guided ReLUs", GUIDED)
+def plain_gradient(lab, method):
+    """max over colour channels of |d y / d x| (times the normalised Grad-CAM for guided-gradcam)."""
+    case = lab.case
+    gradients = input_gradients(case.model, case.x, case.targets)
+    if method == "guided-gradcam":
+        coarse = lab.pre("gradcam")
+        fine = normalize_maps(resize_maps(relu(coarse), case.size, "bilinear"), "minmax")
+        gradients = gradients * fine[:, None]
+    return np.abs(gradients).max(axis=1)
+
+
+@register("captum-guided-gradcam", "method",
+          "Grad-CAM (with ReLU) upsampled by NEAREST and not normalised, times guided backpropagation",
+          "captum attr/_core/guided_grad_cam.py (interpolate_mode='nearest' by default), reduced by max |.| "
+          "over the colour channels", ("guided-gradcam",))
+def captum_guided_gradcam(lab, method):
+    """max over colour channels of |guided gradients * nearest-upsampled ReLU(Grad-CAM)|."""
+    case = lab.case
+    coarse = relu(lab.pre("gradcam"))
+    guided = guided_gradients(case.model, case.x, case.targets)
+    return np.abs(guided * resize_maps(coarse, case.size, "nearest")[:, None]).max(axis=1)
+
+
+# ----------------------------------------------------------------------------
+# Another method altogether
+# ----------------------------------------------------------------------------
+
+
+def _another_method(other):
+    def variant(lab, method):
+        if other == method or other not in lab.case.methods or lab.pre(other).shape != lab.pre(method).shape:
+            return None  # the same method, one that does not apply, or one at another resolution
+        return lab.pre(other), HAS_FINAL_RELU[other]
+    variant.__doc__ = f"minicam's {other} map (with {other}'s own final ReLU rule)"
+    return variant
+
+
+for _other in METHODS:
+    register(f"method-{_other}", "method", f"the map of {_other}, not of the method in the key",
+             "a mix-up of methods, or two methods equal on this case (e.g. Grad-CAM = HiResCAM on a GAP head)",
+             )(_another_method(_other))
