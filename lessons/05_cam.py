@@ -123,18 +123,18 @@ for k in top:
     print(f"  channel {k:2d}: W = {W[c0, k]:+.3f}, GAP(A_k) = {gap[0, k]:.3f}, contribution {contributions[k]:+.3f}")
 print(f"  the top {len(top)} of {K} channels give {contributions[top].sum():+.3f} of {contributions.sum():+.3f}")
 
-fig = Figure(figsize=(13.5, 2.9), layout="constrained")
+fig = Figure(figsize=(16, 3.4), layout="constrained")
 axes = fig.subplots(1, len(top) + 2)
 axes[0].imshow(minicam.viz.to_display_image(x[0]), interpolation="nearest")
 axes[0].set_title(f"input ({CLASSES[data.labels[0]]})")
 for ax, k in zip(axes[1:], top):
     limit = np.abs(A[0, k]).max()
     image = ax.imshow(A[0, k], cmap="viridis", vmin=0, vmax=max(limit, 1e-12), interpolation="nearest")
-    ax.set_title(f"$A_{{{k}}}$, $W_{{c{k}}}$ = {W[c0, k]:+.2f}")
+    ax.set_title(f"$A_{{{k}}}$\n$W_{{c{k}}}$ = {W[c0, k]:+.2f}", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
 limit = np.abs(M[0, c0]).max()
 image = axes[-1].imshow(M[0, c0], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-axes[-1].set_title(f"$M_c$, the sum of all {K}")
+axes[-1].set_title(f"$M_c$ = sum over\nall {K} channels", fontsize=10)
 fig.colorbar(image, ax=axes[-1], shrink=0.8)
 for ax in axes:
     ax.set_xticks([])
