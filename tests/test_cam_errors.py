@@ -346,3 +346,10 @@ def test_gradcampp_exact_with_a_logit_score_on_a_piecewise_linear_head_says_why_
     model, x = gap_net(rng), images(rng, n=1)
     with pytest.raises(ValueError, match=r"eq. 10 is 0/0\. Use score='exp'"):
         METHODS["gradcam++"](model, x, "relu2", variant="exact", score="logit")
+
+
+def test_explain_is_reexported_at_the_top_level():
+    import minicam
+    import minicam.cam
+
+    assert minicam.explain is minicam.cam.explain
