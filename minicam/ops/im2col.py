@@ -6,7 +6,10 @@ every column back into its window. Each is the other's adjoint (transpose):
     <unfold(x), y> = <x, fold(y)>   for all x, y,
 
 so each is the other's backward, and derivatives of any order are exact.
-conv2d is then pad -> unfold -> matmul, and a pool is pad -> unfold -> max or mean.
+conv2d is then pad -> unfold -> matmul, and a pool is pad -> unfold -> max or mean:
+conv2d_composite, max_pool2d_composite and avg_pool2d. (conv2d and max_pool2d run
+fused primitives, in conv.py and pool.py, tested against those composites; they
+share the Geometry and window_element below.)
 
 Window geometry, shared by everything here (torch's definitions):
     kernel element (i, j) of the window at output position (oh, ow) reads
@@ -14,6 +17,8 @@ Window geometry, shared by everything here (torch's definitions):
     OH = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1   (conv_output_size), OW likewise.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +49,29 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
             "use a larger input, a smaller kernel_size or dilation, or more padding"
         )
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+class Geometry(NamedTuple):
+    """Everything about a sliding-window op (conv2d, a pool) except the numbers, with the shared letters."""
+
+    input_size: tuple   # (H, W)
+    kernel_size: tuple  # (kh, kw)
+    stride: tuple       # (sh, sw)
+    dilation: tuple     # (dh, dw)
+    padding: tuple      # (top, bottom, left, right)
+    output_size: tuple  # (OH, OW)
+
+    @property
+    def padded_size(self):
+        (H, W), (top, bottom, left, right) = self.input_size, self.padding
+        return H + top + bottom, W + left + right
+
+
+def window_element(padded, i, j, geometry):
+    """Kernel element (i, j) of every window at once: the (N, C, OH, OW) view
+    padded[n, c, oh*sh + i*dh, ow*sw + j*dw] of a padded (N, C, Hp, Wp) array."""
+    (sh, sw), (dh, dw), (OH, OW) = geometry.stride, geometry.dilation, geometry.output_size
+    return padded[:, :, i * dh : i * dh + sh * (OH - 1) + 1 : sh, j * dw : j * dw + sw * (OW - 1) + 1 : sw]
 
 
 def as_pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:

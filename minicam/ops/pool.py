@@ -1,6 +1,8 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, all composites of existing ops.
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d.
 
-    max pool      = pad with -inf -> unfold -> pick one element per window (torch's choice)
+    max pool      = the primitive MaxPool2d: torch's choice of one element per window, found
+                    by one pass per kernel element; its slow twin max_pool2d_composite is
+                    pad with -inf -> unfold -> pick one element per window
     average pool  = pad with 0    -> unfold -> sum per window / divisor
     adaptive avg  = mean over (H, W) for output size 1 (global average pooling, the
                     star of CAM), else  rows @ x @ cols^T  with averaging matrices
@@ -11,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.autograd import Tensor
+from minicam.autograd import Function, Tensor
 from minicam.ops.linalg import matmul
 from minicam.ops.reduce import mean
 from minicam.ops.shape import Index, pad
-from minicam.ops.im2col import as_image_batch, as_pair, conv_output_size, unfold
+from minicam.ops.im2col import Geometry, as_image_batch, as_pair, conv_output_size, unfold, window_element
 
 
 def _pool_geometry(op, x, kernel_size, stride, padding, dilation):
@@ -65,10 +67,182 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     The choice is a constant of the forward pass (like ReLU's mask), so the
     backward is linear in g and exact at every order.
 
+    Computed by the primitive MaxPool2d (one pass per kernel element over strided
+    views, no copies of the windows, and the choice made only if a backward pass
+    asks for it); max_pool2d_composite computes the same
+    numbers as pad -> unfold -> pick, and is its tested slow twin.
+
     input: (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) or (C, OH, OW)
     stride defaults to kernel_size; padding <= kernel_size // 2 (torch's rule).
     ceil_mode=True and return_indices=True raise NotImplementedError.
     """
+    op = "max_pool2d"
+    _unsupported(op, ceil_mode, return_indices)
+    x, unbatched = as_image_batch(input, op)
+    kernel_size, stride, (ph, pw), dilation, output_size = _pool_geometry(op, x, kernel_size, stride, padding, dilation)
+    geometry = Geometry(x.shape[2:], kernel_size, stride, dilation, (ph, ph, pw, pw), output_size)
+    y = MaxPool2d.apply(x, geometry=geometry)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+class MaxPool2d(Function):
+    """y = the maximum of every window;  dx = WindowScatter(g) at the element torch chooses.
+
+    The forward pass only takes maxima. Which element of a window holds its maximum is
+    needed only by the backward pass, so it is found there, from the input and the
+    output (a graph keeps both): a forward pass whose backward never comes (inference,
+    or the layers below the one a CAM explains) does not pay for it.
+
+    x: (N, C, H, W)   y, g: (N, C, OH, OW)
+    """
+
+    @staticmethod
+    def forward(ctx, x, geometry):
+        padded = _padded(x, geometry, -np.inf)
+        values = _max_values([window_element(padded, i, j, geometry) for i, j in _elements(geometry)])
+        ctx.save_for_backward(values, geometry)
+        return values
+
+    @staticmethod
+    def backward(ctx, g):
+        values, geometry = ctx.saved
+        (x,) = ctx.inputs
+        choice = _torch_max_choice(_padded(x.data, geometry, -np.inf), values, geometry)
+        return (WindowScatter.apply(g, choice=choice, geometry=geometry),)
+
+
+class WindowGather(Function):
+    """y[n, c, oh, ow] = x at the element choice[n, c, oh, ow] of window (oh, ow) (0 if that is padding);
+    dx = WindowScatter(g). choice (N, C, OH, OW) is a constant: p = i*kw + j, row-major in the window.
+
+    x: (N, C, H, W)   y: (N, C, OH, OW)
+    """
+
+    @staticmethod
+    def forward(ctx, x, choice, geometry):
+        ctx.save_for_backward(choice, geometry)
+        padded = _padded(x, geometry, 0)
+        y = np.zeros(choice.shape, dtype=x.dtype)
+        for p, (i, j) in enumerate(_elements(geometry)):  # a pick, not x * mask: inf * 0 would be NaN
+            np.copyto(y, window_element(padded, i, j, geometry), where=choice == p)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        choice, geometry = ctx.saved
+        return (WindowScatter.apply(g, choice=choice, geometry=geometry),)
+
+
+class WindowScatter(Function):
+    """dx = zeros (N, C, H, W) with g[n, c, oh, ow] added at the chosen element of window (oh, ow)
+    (overlapping windows add up; an element in the padding is cropped off);  dg = WindowGather(h).
+    The adjoint of WindowGather, so each is the other's backward.
+
+    g: (N, C, OH, OW)   dx: (N, C, H, W)
+    """
+
+    @staticmethod
+    def forward(ctx, g, choice, geometry):
+        ctx.save_for_backward(choice, geometry)
+        (Hp, Wp), (top, _, left, _), (H, W) = geometry.padded_size, geometry.padding, geometry.input_size
+        padded = np.zeros(g.shape[:2] + (Hp, Wp), dtype=g.dtype)
+        overlap, finite = _windows_overlap(geometry), np.isfinite(g).all()
+        for p, (i, j) in enumerate(_elements(geometry)):
+            target = window_element(padded, i, j, geometry)
+            # g times a 0/1 mask is the fastest pick, and exact unless g holds inf or NaN (inf * 0 = NaN)
+            picked = g * (choice == p) if finite else np.where(choice == p, g, 0)
+            if overlap:  # a pixel can be chosen by several windows: add
+                target += picked
+            else:  # each pixel is an element of at most one window: write
+                target[...] = picked
+        return np.ascontiguousarray(padded[:, :, top : top + H, left : left + W])
+
+    @staticmethod
+    def backward(ctx, h):
+        choice, geometry = ctx.saved
+        return (WindowGather.apply(h, choice=choice, geometry=geometry),)
+
+
+def _elements(geometry):
+    """The kernel elements (i, j) in row-major order: element p is (p // kw, p % kw)."""
+    kh, kw = geometry.kernel_size
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def _windows_overlap(geometry):
+    """Whether some pixel lies in two windows: a stride shorter than the span d*(k-1)+1 of the window."""
+    return any(s < d * (k - 1) + 1 for s, d, k in zip(geometry.stride, geometry.dilation, geometry.kernel_size))
+
+
+def _padded(x, geometry, value):
+    """x with the geometry's padding filled with `value` (x itself when there is none)."""
+    (Hp, Wp), (top, _, left, _), (H, W) = geometry.padded_size, geometry.padding, geometry.input_size
+    if (Hp, Wp) == (H, W):
+        return x
+    padded = np.full(x.shape[:2] + (Hp, Wp), value, dtype=x.dtype)
+    padded[:, :, top : top + H, left : left + W] = x
+    return padded
+
+
+def _torch_max_choice(padded, values, geometry):
+    """The element (p = i*kw + j) torch's max_pool2d picks in every window whose maximum is `values`.
+
+    torch's loop over the in-image elements of a window, in row-major order, is
+        if value > best or isnan(value): best, choice = value, element
+    so it picks the FIRST maximal element, the LAST NaN, and an all -inf window's
+    first in-image element. Here, for all windows at once, one kernel element at a time:
+      choice = the first element equal to the maximum: elements in reverse order, each
+               one overwriting the choice where it equals the maximum (padding is -inf,
+               so it never equals a finite maximum);
+    and two rare cases fixed afterwards, each only when the input has one:
+      an all -inf window: its first in-image element (not a padded -inf);
+      a window with NaN (its maximum is NaN): the last NaN (NaN equals nothing).
+    (`choice += is_max * (p - choice)` is `choice = p where is_max`, in unsigned arithmetic
+    modulo 2^bits, which is exact: np.where and np.copyto(where=) are several times slower.)
+
+    padded: (N, C, Hp, Wp), -inf in the padding;  values and choice: (N, C, OH, OW).
+    """
+    elements = [window_element(padded, i, j, geometry) for i, j in _elements(geometry)]
+    choice = np.zeros(values.shape, dtype=np.min_scalar_type(len(elements) - 1))
+    is_max, step = np.empty(values.shape, dtype=bool), np.empty_like(choice)
+    for p in range(len(elements) - 1, -1, -1):
+        np.equal(elements[p], values, out=is_max)
+        np.subtract(choice.dtype.type(p), choice, out=step)
+        np.multiply(step, is_max, out=step)
+        choice += step
+    all_minus_inf = values == -np.inf
+    if all_minus_inf.any():
+        choice[all_minus_inf] = np.broadcast_to(_first_inside(geometry), values.shape)[all_minus_inf]
+    if np.isnan(values).any():
+        for p, candidate in enumerate(elements):
+            choice[np.isnan(candidate)] = p  # in order, so the last NaN stays
+    return choice
+
+
+def _max_values(elements):
+    """The element-wise maximum of the (N, C, OH, OW) views, NaN wherever one of them is NaN."""
+    values = elements[0].copy()
+    for candidate in elements[1:]:
+        np.maximum(values, candidate, out=values)
+    return values
+
+
+def _first_inside(geometry):
+    """(OH, OW) array: the first in-image element p = i*kw + j of each window, in row-major
+    order (0 for a window lying entirely in the padding, whose value is then -inf)."""
+    (H, W), (kh, kw), (OH, OW) = geometry.input_size, geometry.kernel_size, geometry.output_size
+    (sh, sw), (dh, dw), (top, _, left, _) = geometry.stride, geometry.dilation, geometry.padding
+    rows = np.arange(OH)[:, None] * sh - top + np.arange(kh)[None, :] * dh  # (OH, kh): image row of element i
+    cols = np.arange(OW)[:, None] * sw - left + np.arange(kw)[None, :] * dw
+    first_i = np.argmax((rows >= 0) & (rows < H), axis=1)  # argmax of booleans: the first True (0 if none)
+    first_j = np.argmax((cols >= 0) & (cols < W), axis=1)
+    return first_i[:, None] * kw + first_j[None, :]
+
+
+def max_pool2d_composite(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                         return_indices=False):
+    """max_pool2d as pad with -inf -> unfold -> pick one element per window: the slow twin
+    of max_pool2d (same arguments, same numbers, same tie and NaN rules)."""
     op = "max_pool2d"
     _unsupported(op, ceil_mode, return_indices)
     x, unbatched = as_image_batch(input, op)
@@ -84,13 +258,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
     # Not ops.max over the window axis: that picks the FIRST NaN, and could pick a padded
     # -inf in an all -inf window, where torch picks the last NaN and never a padded pixel.
-    choice = _torch_max_choice(windows.data, inside)  # (N, C, OH*OW): window position 0..kk-1
+    choice = _composite_choice(windows.data, inside)  # (N, C, OH*OW): window position 0..kk-1
     n, c, window = np.ogrid[:N, :C, :OH * OW]
     y = Index.apply(windows, index=(n, c, choice, window)).reshape(N, C, OH, OW)  # gather; its backward scatters g back
     return y.reshape(C, OH, OW) if unbatched else y
 
 
-def _torch_max_choice(windows: np.ndarray, inside: np.ndarray) -> np.ndarray:
+def _composite_choice(windows: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """The position (0..kk-1, row-major in the window) that torch's max_pool2d picks.
 
     windows: (N, C, kk, L) values (-inf where padded);  inside: (kk, L) booleans.
