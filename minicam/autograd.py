@@ -22,7 +22,6 @@ exactly as IEEE-754 (and torch) propagate them. Code that must not receive them
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -38,15 +37,27 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-@contextlib.contextmanager
-def set_grad_enabled(mode: bool):
-    """Turn recording of the graph on or off inside a `with` block."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, bool(mode)
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+class set_grad_enabled:
+    """Turn recording of the graph on or off, as torch.set_grad_enabled.
+
+    Used in a `with` block, the mode holds inside the block and the previous mode
+    comes back at its end. Called as a plain function, it switches the mode at
+    once; an enclosing `with` block still restores its own previous mode when it
+    ends (minicam.cam.capture uses this to start recording at a layer).
+    """
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        global _grad_enabled
+        _grad_enabled = self.previous
+        return False
 
 
 def no_grad():

@@ -202,3 +202,14 @@ def test_many_paths_of_different_lengths():
     total.sum().backward()  # d/dx (x + x^2 + ... + x^6)
     v = x.data
     np.testing.assert_allclose(x.grad.data, sum(k * v ** (k - 1) for k in range(1, 7)), rtol=1e-14)
+
+
+def test_set_grad_enabled_as_a_function_and_as_a_block_like_torch():
+    a = Tensor(2.0, requires_grad=True)
+    with minicam.no_grad():
+        minicam.set_grad_enabled(True)  # a plain call switches at once...
+        assert (a * a).requires_grad
+    assert minicam.is_grad_enabled()  # ...and the block restores the mode it found
+    with minicam.set_grad_enabled(False):
+        assert not (a * a).requires_grad
+    assert minicam.is_grad_enabled()

@@ -353,3 +353,23 @@ def test_explain_is_reexported_at_the_top_level():
     import minicam.cam
 
     assert minicam.explain is minicam.cam.explain
+
+
+def test_capture_records_no_graph_below_the_layer_and_restores_grad_mode():
+    import numpy as np
+
+    import minicam
+    from cam_nets import gap_net, images
+    from minicam.cam.capture import capture
+
+    rng = np.random.default_rng(0)
+    model, x = gap_net(rng), images(rng, n=2)
+    conv1_outputs = []
+    handle = model.conv1.register_forward_hook(lambda m, i, out: conv1_outputs.append(out))
+    with minicam.no_grad():
+        cap = capture(model, x, "relu2")
+        assert not minicam.is_grad_enabled()
+    handle.remove()
+    assert minicam.is_grad_enabled()
+    assert not conv1_outputs[0].requires_grad  # below the layer: no graph
+    assert cap.scores.requires_grad and cap.activations.is_leaf  # above it: a graph from the leaf A

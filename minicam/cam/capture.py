@@ -7,8 +7,9 @@ Every CAM method starts here. Notation (used in every file of minicam.cam):
 
 How: a forward hook on the layer replaces its output by a NEW LEAF tensor
 holding the same numbers. Everything above the layer is computed from that
-leaf, so `minicam.grad(y, A)` gives dy/dA and walks only the layers above A
-(the part below is not needed and is not differentiated). The hook is removed
+leaf, so `minicam.grad(y, A)` gives dy/dA and walks only the layers above A.
+The layers below A run without recording a graph at all (no_grad, switched
+back on by the hook), since nothing below A is differentiated. The hook is removed
 and the modules' train/eval flags restored before returning, so the model is
 left exactly as it was.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from minicam.autograd import Tensor, enable_grad, grad, no_grad
+from minicam.autograd import Tensor, enable_grad, grad, no_grad, set_grad_enabled
 from minicam import ops
 
 SCORES = ("logit", "softmax", "exp")
@@ -157,14 +158,18 @@ def capture(model, x, layer: str, target=None, score: str = "logit") -> Capture:
             raise TypeError(f"layer {layer!r} returns a {type(output).__name__}, not a Tensor")
         leaf = Tensor(output.data, requires_grad=True)
         captured["A"] = leaf
+        set_grad_enabled(True)  # record from here up: the layers above A need a graph
         return leaf
 
     with evaluation_mode(model):
         handle = module.register_forward_hook(replace_output_by_leaf)
         try:
-            with enable_grad():
+            # The layers below A run without a graph (nothing is differentiated there);
+            # the hook switches recording on; the `with` restores the caller's mode.
+            with no_grad():
                 output = model(Tensor(x.data))
-                scores, classes, log_scale = class_scores(output, target, score)
+                with enable_grad():
+                    scores, classes, log_scale = class_scores(output, target, score)
         finally:
             handle.remove()
     if "A" not in captured:
