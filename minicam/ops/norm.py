@@ -23,7 +23,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                  and IN PLACE (if running stats are given):
                  running_mean <- (1 - momentum) running_mean + momentum mu
                  running_var  <- (1 - momentum) running_var  + momentum s2 n/(n-1)  (UNBIASED)
-      eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias
+      eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias,
+                 computed as x * scale + shift (the statistics are constants)
     running_mean, running_var: (C,) NumPy arrays or Tensors (their .data is updated);
     they are buffers, never differentiated. weight, bias: (C,) or None.
     """
@@ -55,8 +56,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are required when training=False")
-        centered = input - _constant(running_mean, input.dtype, stats_shape)
-        var = _constant(running_var, input.dtype, stats_shape)
+        # The statistics are constants here, so the layer is an affine map per channel,
+        # y = x * scale + shift with scale = weight / sqrt(var + eps) and shift = bias -
+        # mean * scale (as torch's CPU kernel computes it): two passes over x, not four.
+        scale = 1 / sqrt(_constant(running_var, input.dtype, stats_shape) + eps)
+        if weight is not None:
+            scale = scale * weight
+        shift = -_constant(running_mean, input.dtype, stats_shape) * scale
+        if bias is not None:
+            shift = shift + bias
+        return input * scale + shift
     out = centered / sqrt(var + eps)
     if weight is not None:
         out = out * weight
