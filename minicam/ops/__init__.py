@@ -6,7 +6,7 @@ One family per file, from the primitives up:
   shape.py        reshape, flatten, permute, transpose, pad, index, cat, stack
   linalg.py       matmul, linear
   im2col.py       unfold / fold (im2col / col2im), each the other's backward
-  conv.py         conv2d = pad -> unfold -> matmul
+  conv.py         conv2d (a fused Conv2d; its slow twin conv2d_composite = pad -> unfold -> matmul)
   pool.py         max_pool2d, avg_pool2d, adaptive_avg_pool2d (global average pooling)
   softmax.py      softmax, log_softmax, cross_entropy
   norm.py         batch_norm, dropout
