@@ -9,9 +9,10 @@ same three quantities the op table compares with torch (tests/opcheck.py).
 
 Convolutions agree to 1e-12 (normwise relative: only the order of the additions
 differs); max pooling moves numbers without arithmetic, so it must agree exactly,
-ties and NaN included. The fused convolution has two ways of grouping the work
-(one product per kernel element, or columns of all elements for chunks of images,
-see minicam.ops.conv._Taps.plan); each test runs both.
+ties and NaN included. The fused convolution's kernels have two layouts (one product per
+kernel element on views, which may stack the elements into columns, see _Taps.plan; or
+channels-last columns), chosen by shape in minicam.ops.conv_kernels; each test runs
+every one of them on every case.
 """
 import contextlib
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import minicam.ops.conv as conv_module
+import minicam.ops.conv_kernels as conv_module
 from minicam import Tensor, grad, ops
 from minicam.ops.conv import ConvTranspose2d, ConvWeight, Conv2d, conv2d_composite
 from minicam.ops.pool import max_pool2d_composite
@@ -27,12 +28,15 @@ from cases_conv import max_pool_geometry, window_geometry
 from opcheck import _MinicamAdapter, _results, assert_close
 from strategies import rng_from, seeds, tie_free, values
 
+NEVER_CHANNELS_LAST = {"CHANNELS_LAST_MAX_PIXELS": 0}
 PLANS = {
     "default": {},
-    # every convolution as columns, one image per chunk: the other path, and chunking
-    "columns": {"FEW_CHANNELS": 10**9, "MANY_ELEMENTS": 0, "COLUMN_BYTES": 1},
+    # every convolution as stacked columns, one image per chunk: the other path, and chunking
+    "columns": {"FEW_CHANNELS": 10**9, "MANY_ELEMENTS": 0, "COLUMN_BYTES": 1, **NEVER_CHANNELS_LAST},
     # never columns: one product per kernel element everywhere
-    "elements": {"FEW_CHANNELS": 0},
+    "elements": {"FEW_CHANNELS": 0, **NEVER_CHANNELS_LAST},
+    # every convolution as channels-last columns, one image per chunk
+    "channels-last": {"CHANNELS_LAST_MAX_PIXELS": 10**9, "CHANNELS_LAST_MIN_BYTES": 0, "CHANNELS_LAST_CHUNK_BYTES": 1},
 }
 
 
