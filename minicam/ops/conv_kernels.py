@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicam.ops.im2col import Geometry
+
 # When to use channels-last columns (way 2; tests/test_fused_ops.py changes these to test both ways).
 CHANNELS_LAST_MAX_PIXELS = 64      # output maps of at most 8x8 ...
 CHANNELS_LAST_MIN_BYTES = 64       # ... whose C channels fill at least one cache line
@@ -58,9 +60,31 @@ def conv(x, w, b, geometry):
 
 def conv_transpose(g, w, geometry):
     """dx: every g[n, k, oh, ow] sent back through w[k, :, i, j] to the pixel element (i, j) read."""
+    as_convolution = _transposed_geometry(geometry)
+    if as_convolution is not None:  # stride 1: dx is a convolution of g with the flipped kernel
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, kh, kw)
+        return conv(g, flipped, None, as_convolution)
     if channels_last(w.shape[1], geometry, g.dtype):
         return _columns_conv_transpose(g, w, geometry)
     return _taps_conv_transpose(g, w, geometry)
+
+
+def _transposed_geometry(geometry):
+    """For stride 1, the geometry in which dx = conv(g, w flipped in i and j, channels swapped), else None.
+
+    dx[n, c, r, s] = sum_{k,i,j} w[k, c, i, j] g[n, k, r + top - i*dh, s + left - j*dw]. With
+    i' = kh-1-i this is a correlation of g, padded by dh*(kh-1) - top above (and likewise on the
+    other sides), with w'[c, k, i', j'] = w[k, c, kh-1-i', kw-1-j']: a forward convolution, which
+    reads the views of way 1 instead of adding into them (measured 1.4-1.6x faster than the
+    scatter for the 3x3 convolutions of the benchmark nets). A padding wider than the window
+    span would make the new padding negative: those keep the scatter.
+    """
+    (kh, kw), (dh, dw), (top, bottom, left, right) = geometry.kernel_size, geometry.dilation, geometry.padding
+    span_h, span_w = dh * (kh - 1), dw * (kw - 1)
+    if geometry.stride != (1, 1) or max(top, bottom) > span_h or max(left, right) > span_w:
+        return None
+    padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
+    return Geometry(geometry.output_size, geometry.kernel_size, (1, 1), geometry.dilation, padding, geometry.input_size)
 
 
 def conv_weight(x, g, geometry):
