@@ -28,7 +28,7 @@ from cases_conv import max_pool_geometry, window_geometry
 from opcheck import _MinicamAdapter, _results, assert_close
 from strategies import rng_from, seeds, tie_free, values
 
-NEVER_CHANNELS_LAST = {"CHANNELS_LAST_MAX_PIXELS": 0}
+NEVER_CHANNELS_LAST = {"CHANNELS_LAST_MAX_PIXELS": 0, "CHANNELS_LAST_STRIDED": False}
 PLANS = {
     "default": {},
     # every convolution as stacked columns, one image per chunk: the other path, and chunking

@@ -24,9 +24,11 @@ Measured (float32, N=32, the resnet18 of `python -m minicam bench`, ms forward /
     C=128 4x4:  way 1  2.64 / 3.13 / 3.92    way 2  1.11 / 1.35 / 1.09
     C=64  7x7:  way 1  1.86 / 2.15 / 2.56    way 2  1.13 / 1.31 / 0.95
     C=16 28x28: way 1  2.40 / 3.00 / 1.60    way 2  6.38 / 6.46 / 5.79   (runs of 64 bytes, 14 MB of columns)
-so way 2 is used for maps of at most CHANNELS_LAST_MAX_PIXELS output pixels whose channel
-runs are at least CHANNELS_LAST_MIN_BYTES long. Both ways are tested against the
-composite (tests/test_fused_ops.py runs every case under each plan).
+    C=16 28x28, stride 2:  way 1  1.58 / 2.28 / 1.28    way 2  1.21 / 1.90 / 1.14   (way 1 splits
+                                                                          strided inputs into phases)
+so way 2 is used for maps of at most CHANNELS_LAST_MAX_PIXELS output pixels, and for strided
+convolutions, whose channel runs are at least CHANNELS_LAST_MIN_BYTES long. Both ways are
+tested against the composite (tests/test_fused_ops.py runs every case under each plan).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from minicam.ops.im2col import Geometry
 
 # When to use channels-last columns (way 2; tests/test_fused_ops.py changes these to test both ways).
 CHANNELS_LAST_MAX_PIXELS = 64      # output maps of at most 8x8 ...
+CHANNELS_LAST_STRIDED = True       # ... or strided convolutions ...
 CHANNELS_LAST_MIN_BYTES = 64       # ... whose C channels fill at least one cache line
 CHANNELS_LAST_CHUNK_BYTES = 2**22  # columns for this many bytes of images at a time (memory stays small)
 
@@ -48,7 +51,9 @@ COLUMN_BYTES = 2**20    # the size of one chunk of columns (measured: 256 KiB to
 def channels_last(channels, geometry, dtype) -> bool:
     """Whether to use channels-last columns (way 2) for this convolution (see the module docstring)."""
     OH, OW = geometry.output_size
-    return OH * OW <= CHANNELS_LAST_MAX_PIXELS and channels * np.dtype(dtype).itemsize >= CHANNELS_LAST_MIN_BYTES
+    small = OH * OW <= CHANNELS_LAST_MAX_PIXELS
+    strided = CHANNELS_LAST_STRIDED and geometry.stride != (1, 1)
+    return (small or strided) and channels * np.dtype(dtype).itemsize >= CHANNELS_LAST_MIN_BYTES
 
 
 def conv(x, w, b, geometry):
