@@ -44,29 +44,28 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if eps < 0 or (training and eps == 0):
         raise ValueError(f"batch_norm: eps must be positive (non-negative in eval), got {eps}")
     if weight is not None:
-        weight = _parameter(weight, "weight", channels, input.dtype, stats_shape)
+        weight = _parameter(weight, "weight", channels, input.dtype)
     if bias is not None:
-        bias = _parameter(bias, "bias", channels, input.dtype, stats_shape)
+        bias = _parameter(bias, "bias", channels, input.dtype)
 
-    if training:
-        mean = input.mean(dim=batch_dims, keepdim=True)
-        centered = input - mean
-        var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n
-        _update_running(running_mean, mean.data.reshape(channels), momentum)
-        _update_running(running_var, var.data.reshape(channels) * count / (count - 1), momentum)  # unbiased
-    else:
+    if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are required when training=False")
-        ones_or_zeros = lambda fill: Tensor(np.full(stats_shape, fill, dtype=input.dtype))  # noqa: E731
-        mean = _constant(running_mean, input.dtype, stats_shape).data
-        inv_std = 1 / np.sqrt(_constant(running_var, input.dtype, stats_shape).data + eps)
+        mean = _constant(running_mean, input.dtype, stats_shape)
+        inv_std = 1 / np.sqrt(_constant(running_var, input.dtype, stats_shape) + eps)
+        ones_or_zeros = lambda fill: Tensor(np.full(channels, fill, dtype=input.dtype))  # noqa: E731
         return BatchNormEval.apply(input, ones_or_zeros(1) if weight is None else weight,
                                    ones_or_zeros(0) if bias is None else bias, mean=mean, inv_std=inv_std)
+    mean = input.mean(dim=batch_dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n
+    _update_running(running_mean, mean.data.reshape(channels), momentum)
+    _update_running(running_var, var.data.reshape(channels) * count / (count - 1), momentum)  # unbiased
     out = centered / sqrt(var + eps)
     if weight is not None:
-        out = out * weight
+        out = out * weight.reshape(stats_shape)
     if bias is not None:
-        out = out + bias
+        out = out + bias.reshape(stats_shape)
     return out
 
 
@@ -80,15 +79,15 @@ class BatchNormEval(Function):
     itself for one image (measured: resnet18 at N=1). The backward is written in ops, so
     derivatives of every order stay exact.
 
-    x: (N, C, ...)   weight, bias: (1, C, 1, ...) Tensors   mean, inv_std: (1, C, 1, ...) arrays
+    x: (N, C, ...)   weight, bias: (C,) Tensors   mean, inv_std: (1, C, 1, ...) arrays (constants)
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, *, mean, inv_std):
         ctx.save_for_backward(mean, inv_std)
-        scale = weight * inv_std
+        scale = weight.reshape(inv_std.shape) * inv_std
         y = x * scale
-        y += bias - mean * scale
+        y += bias.reshape(inv_std.shape) - mean * scale
         return y
 
     @staticmethod
@@ -96,9 +95,9 @@ class BatchNormEval(Function):
         mean, inv_std = ctx.saved
         x, weight, _ = ctx.inputs
         inv_std = Tensor(inv_std)
-        other_axes = (0,) + tuple(range(2, g.ndim))
+        other_axes = (0,) + tuple(range(2, g.ndim))  # every axis except C
         x_hat = (x - Tensor(mean)) * inv_std
-        return g * (weight * inv_std), (g * x_hat).sum(dim=other_axes, keepdim=True), g.sum(dim=other_axes, keepdim=True)
+        return g * (weight.reshape(inv_std.shape) * inv_std), (g * x_hat).sum(dim=other_axes), g.sum(dim=other_axes)
 
 
 def _check_vector(values, name: str, channels: int) -> None:
@@ -107,18 +106,20 @@ def _check_vector(values, name: str, channels: int) -> None:
         raise ValueError(f"batch_norm: {name} must have shape ({channels},), one value per channel, got {shape}")
 
 
-def _constant(values, dtype, shape) -> Tensor:
-    """A running statistic as a graph constant (a buffer: no gradient), in the input's dtype."""
+def _constant(values, dtype, shape) -> np.ndarray:
+    """A running statistic (a buffer: no gradient) in the input's dtype, shaped (1, C, 1, ...) to broadcast."""
     array = values.data if isinstance(values, Tensor) else to_float_array(values, what="batch_norm statistic")
-    return Tensor(array.astype(dtype).reshape(shape))
+    return array.astype(dtype).reshape(shape)  # a copy: a later training step updates the buffer in place
 
 
-def _parameter(values, name: str, channels: int, dtype, shape) -> Tensor:
-    """weight or bias, (C,), checked and shaped (1, C, 1, 1) to broadcast; differentiable."""
-    values = to_dtype(as_tensor(values), dtype)
+def _parameter(values, name: str, channels: int, dtype) -> Tensor:
+    """weight or bias, (C,), checked and in the input's dtype; differentiable."""
+    values = as_tensor(values)
+    if values.dtype != dtype:
+        values = to_dtype(values, dtype)
     if values.shape != (channels,):
         raise ValueError(f"batch_norm: {name} must have shape ({channels},), one value per channel, got {values.shape}")
-    return values.reshape(shape)
+    return values
 
 
 def _update_running(buffer, batch_value: np.ndarray, momentum: float) -> None:
