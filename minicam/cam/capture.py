@@ -48,11 +48,13 @@ def as_image_batch(x, what: str = "x") -> Tensor:
 
 def find_layer(model, layer: str):
     """The submodule called `layer` (a name from model.named_modules())."""
-    modules = dict(model.named_modules())
-    if not isinstance(layer, str) or layer not in modules or layer == "":
-        valid = ", ".join(repr(name) for name in modules if name)
-        raise KeyError(f"no layer named {layer!r} in {type(model).__name__}; valid names: {valid}")
-    return modules[layer]
+    try:
+        if isinstance(layer, str) and layer != "":
+            return model.get_submodule(layer)
+    except AttributeError:
+        pass
+    valid = ", ".join(repr(name) for name, _ in model.named_modules() if name)
+    raise KeyError(f"no layer named {layer!r} in {type(model).__name__}; valid names: {valid}")
 
 
 @dataclass

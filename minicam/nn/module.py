@@ -266,13 +266,13 @@ class Module:
 
     def get_submodule(self, target: str) -> "Module":
         """The sub-module with dotted name `target` ("" is the module itself)."""
-        if target == "":
-            return self
-        modules = dict(self.named_modules(remove_duplicate=False))
-        if target not in modules:
-            valid = ", ".join(repr(name) for name in modules if name) or "(none)"
-            raise AttributeError(f"{type(self).__name__} has no sub-module {target!r}; valid names: {valid}")
-        return modules[target]
+        module = self
+        for name in target.split(".") if target else ():  # walk the path, one child at a time (as torch)
+            module = module._modules.get(name) if isinstance(module, Module) else None
+            if module is None:
+                valid = ", ".join(repr(name) for name, _ in self.named_modules(remove_duplicate=False) if name)
+                raise AttributeError(f"{type(self).__name__} has no sub-module {target!r}; valid names: {valid or '(none)'}")
+        return module
 
     def apply(self, fn):
         """Call fn(module) on every sub-module (children first) and on self."""

@@ -20,10 +20,11 @@ def _pair(a, b, op: str):
     else:
         b = as_tensor(b)
         a = as_tensor(a, like=b)
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast together") from None
+    if a.shape != b.shape:  # (np.broadcast_shapes costs more than many an op on equal shapes)
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast together") from None
     return a, b
 
 
