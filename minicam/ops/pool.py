@@ -147,14 +147,16 @@ class WindowScatter(Function):
         (Hp, Wp), (top, _, left, _), (H, W) = geometry.padded_size, geometry.padding, geometry.input_size
         padded = np.zeros(g.shape[:2] + (Hp, Wp), dtype=g.dtype)
         overlap, finite = _windows_overlap(geometry), np.isfinite(g).all()
+        chosen = np.empty(choice.shape, dtype=bool)
         for p, (i, j) in enumerate(_elements(geometry)):
             target = window_element(padded, i, j, geometry)
-            # g times a 0/1 mask is the fastest pick, and exact unless g holds inf or NaN (inf * 0 = NaN)
-            picked = g * (choice == p) if finite else np.where(choice == p, g, 0)
-            if overlap:  # a pixel can be chosen by several windows: add
-                target += picked
-            else:  # each pixel is an element of at most one window: write
-                target[...] = picked
+            np.equal(choice, p, out=chosen)
+            if not overlap and finite:  # each pixel in at most one window: write g * mask straight into it
+                np.multiply(g, chosen, out=target)  # (exact: g holds no inf or NaN, so no inf * 0)
+            elif overlap and finite:  # a pixel can be chosen by several windows: add
+                target += g * chosen
+            else:
+                target += np.where(chosen, g, 0)
         return np.ascontiguousarray(padded[:, :, top : top + H, left : left + W])
 
     @staticmethod
