@@ -190,12 +190,14 @@ class evaluation_mode:
 
     def __enter__(self):
         self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
+        if any(flag for _, flag in self.flags):  # (a model already in eval mode is left alone)
+            self.model.eval()
         return self.model
 
     def __exit__(self, *exc):
         for module, flag in self.flags:
-            module.training = flag
+            if module.training != flag:
+                module.training = flag
         return False
 
 

@@ -21,6 +21,7 @@ minicam's gradient is (tests/test_nnfunc_extra.py checks it).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -40,12 +41,19 @@ def interpolation_matrix(in_size: int, out_size: int, mode: str = "bilinear", al
     scale          the scale_factor the user gave (out/in, torch's `scales`), or None.
                    If given, torch maps coordinates with ratio 1/scale instead of
                    in_size/out_size (e.g. 5 -> 7 pixels with scale 1.5 uses 2/3, not 5/7).
-    Each row sums to 1 (the weights of one output pixel).
+    Each row sums to 1 (the weights of one output pixel). The matrix is built once per
+    set of arguments and kept (a CAM of one image resizes with the same two matrices every
+    call), so it is read-only: copy it to change it.
     """
     if not (_is_int(in_size) and _is_int(out_size) and in_size >= 1 and out_size >= 1):
         raise ValueError(f"interpolation_matrix: sizes must be positive integers, got {in_size} -> {out_size}")
     if mode not in MODES:
         raise ValueError(f"interpolation_matrix: unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    return _built_matrix(int(in_size), int(out_size), mode, align_corners, scale)
+
+
+@functools.lru_cache(maxsize=256)
+def _built_matrix(in_size, out_size, mode, align_corners, scale):
     matrix = np.zeros((out_size, in_size))
     rows = np.arange(out_size)
     if mode in ("nearest", "nearest-exact"):
@@ -63,6 +71,7 @@ def interpolation_matrix(in_size: int, out_size: int, mode: str = "bilinear", al
         index, frac = _source_position(in_size, out_size, align_corners, scale, cubic=True)
         taps = np.clip(index[:, None] + np.arange(-1, 3), 0, in_size - 1)
         np.add.at(matrix, (rows[:, None], taps), _cubic_weights(frac))
+    matrix.flags.writeable = False
     return matrix
 
 
