@@ -7,6 +7,7 @@ One family per file, from the primitives up:
   linalg.py       matmul, linear
   im2col.py       unfold / fold (im2col / col2im), each the other's backward
   conv.py         conv2d (a fused Conv2d; its slow twin conv2d_composite = pad -> unfold -> matmul)
+  conv_kernels.py the NumPy kernels under the fused convolution (two layouts, chosen by shape)
   pool.py         max_pool2d, avg_pool2d, adaptive_avg_pool2d (global average pooling)
   softmax.py      softmax, log_softmax, cross_entropy
   norm.py         batch_norm, dropout

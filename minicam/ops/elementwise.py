@@ -160,7 +160,25 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        return (g * Tensor((x.data > 0).astype(x.dtype)),)
+        return (Mask.apply(g, mask=x.data > 0),)
+
+
+class Mask(Function):
+    """y = g * m for a constant boolean mask m (zeros where m is False);  dg = Mask(h, m).
+
+    ReLU's backward, in one pass over g (a float copy of the mask would be a second).
+    Linear in g, so it is its own backward.
+    """
+
+    @staticmethod
+    def forward(ctx, g, mask):
+        ctx.save_for_backward(mask)
+        return g * mask
+
+    @staticmethod
+    def backward(ctx, h):
+        (mask,) = ctx.saved
+        return (Mask.apply(h, mask=mask),)
 
 
 class Sigmoid(Function):
