@@ -205,14 +205,24 @@ class _Taps:
         """The kernel elements in groups of per_group (1, or all of them), row-major."""
         return [self.elements[start : start + per_group] for start in range(0, len(self.elements), per_group)]
 
-    def stack(self, buffer, group):
-        """The views of `group`'s elements as one (n, C*len(group), L) array, rows (c, element)."""
+    def spans(self, images, per_group):
+        """Slices of the L output positions whose stacked columns (`images` images) take at most
+        about COLUMN_BYTES: all of L unless one image's columns alone are larger (a ResNet stem's
+        7x7 kernel on a large image), so that memory stays bounded even for one image."""
+        per_position = images * self.channels * per_group * np.dtype(self.dtype).itemsize
+        width = max(16, COLUMN_BYTES // per_position)
+        return [slice(start, min(start + width, self.L)) for start in range(0, self.L, width)]
+
+    def stack(self, buffer, group, span=slice(None)):
+        """The views of `group`'s elements as one (n, C*len(group), L) array, rows (c, element);
+        only the output positions `span` of L."""
         if len(group) == 1:
-            return self.tap(buffer, *group[0])
-        columns = np.empty((len(buffer), self.channels, len(group), self.L), dtype=self.dtype)
+            return self.tap(buffer, *group[0])[..., span]
+        length = len(range(self.L)[span])
+        columns = np.empty((len(buffer), self.channels, len(group), length), dtype=self.dtype)
         for t, (i, j) in enumerate(group):
-            columns[:, :, t] = self.tap(buffer, i, j)
-        return columns.reshape(len(buffer), self.channels * len(group), self.L)
+            columns[:, :, t] = self.tap(buffer, i, j)[..., span]
+        return columns.reshape(len(buffer), self.channels * len(group), length)
 
     def unstack_add(self, buffer, group, columns):
         """The adjoint of stack: add each element's rows of columns (n, C*len(group), L) back to its view."""
@@ -248,10 +258,15 @@ def _taps_conv(x, w, b, geometry):
     y = np.empty((N, K) + geometry.output_size, dtype=x.dtype)
     for images in _chunks(N, per_chunk):
         buffer = taps.fill(x[images])
-        total = np.matmul(weights[0], taps.stack(buffer, groups[0]))
-        product = np.empty_like(total) if len(groups) > 1 else None
-        for group, weight in zip(groups[1:], weights[1:]):
-            total += np.matmul(weight, taps.stack(buffer, group), out=product)
+        if per_group > 1:  # every element stacked into columns: one product per span of L
+            total = np.empty((len(buffer), K, taps.L), dtype=x.dtype)
+            for span in taps.spans(len(buffer), per_group):
+                np.matmul(weights[0], taps.stack(buffer, groups[0], span), out=total[..., span])
+        else:  # one product per element, added up
+            total = np.matmul(weights[0], taps.stack(buffer, groups[0]))
+            product = np.empty_like(total) if len(groups) > 1 else None
+            for group, weight in zip(groups[1:], weights[1:]):
+                total += np.matmul(weight, taps.stack(buffer, group), out=product)
         if b is None:
             y[images] = taps.from_grid(total)
         else:
