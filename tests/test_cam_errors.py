@@ -297,6 +297,7 @@ def test_model_is_left_unchanged(call):
     x = images(rng, 2)
     model.eval()
     reference = CALLS[call](model, x)
+    assert not any(flag for _, flag in flags(model)), "a model in eval mode must stay in eval mode"
     for setup in ("train", "mixed"):
         model.train()
         if setup == "mixed":

@@ -247,6 +247,16 @@ def test_interpolation_matrix_rows_sum_to_one(mode):
                 np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-14)  # four rounded weights
 
 
+def test_interpolation_matrix_is_built_once_and_read_only():
+    """The matrix is cached per arguments, so it must not be writable (a write would change every later resize)."""
+    first, second = interpolation_matrix(7, 32, "bilinear"), interpolation_matrix(7, 32, "bilinear")
+    assert first is second and not first.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0] = 5.0
+    assert interpolation_matrix(7, 32, "bilinear", True) is not first  # other arguments, another matrix
+    np.testing.assert_allclose(first.sum(axis=1), np.ones(32), rtol=0, atol=1e-15)
+
+
 def test_nearest_rounds_in_float32_like_torch():
     """26 -> 22: output 11 sits at 11 * 26/22 = 13 exactly, but torch computes
     11 * float32(26/22) = 12.99999... and takes pixel 12; so does minicam."""
