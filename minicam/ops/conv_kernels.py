@@ -233,10 +233,18 @@ class _Taps:
 
 def _group_weights(w, per_group):
     """w (K, C, kh, kw) as one (K, C*per_group) matrix per group of kernel elements, columns
-    (c, element) like stack's rows: (groups, K, C*per_group), groups = kh*kw / per_group."""
-    K, C = w.shape[:2]
-    groups = w.shape[2] * w.shape[3] // per_group
-    return np.ascontiguousarray(w.reshape(K, C, groups, per_group).transpose(2, 0, 1, 3)).reshape(groups, K, -1)
+    (c, element) like stack's rows: (groups, K, C*per_group), groups = kh*kw / per_group.
+
+    All elements in one group: w's own layout, a view. One element per group: w[:, :, i, j]
+    for each (i, j), from one copy of w with the channels last, so that each matrix has
+    unit column stride (a (K, C) view that the matrix multiply reads in place).
+    """
+    K, C, kh, kw = w.shape
+    if per_group == kh * kw:
+        return w.reshape(1, K, C * kh * kw)
+    if per_group != 1:
+        raise ValueError(f"groups of 1 or all {kh * kw} kernel elements, not {per_group}")
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, kh * kw, C).transpose(1, 0, 2)
 
 
 def _ungroup_weights(grouped, w_shape):
@@ -295,7 +303,7 @@ def _taps_conv_transpose(g, w, geometry):
     taps = _Taps(geometry, C, g.dtype)
     per_chunk, per_group = taps.plan(N)
     groups = taps.groups(per_group)
-    weights = np.ascontiguousarray(_group_weights(w, per_group).transpose(0, 2, 1))  # (groups, C*per_group, K)
+    weights = _group_weights(w, per_group).transpose(0, 2, 1)  # (groups, C*per_group, K), transposed views
     dx = np.empty((N, C) + geometry.input_size, dtype=g.dtype)
     for images in _chunks(N, per_chunk):
         n = images.stop - images.start
@@ -340,9 +348,11 @@ def _channels_last_columns(x, geometry):
 
 
 def _channels_last_weights(w):
-    """w (K, C, kh, kw) as the (kh*kw*C, K) matrix whose rows (i, j, c) match the columns'."""
+    """w (K, C, kh, kw) as the (kh*kw*C, K) matrix whose rows (i, j, c) match the columns':
+    the transpose (a view) of w with the channels last, (K, kh*kw*C) (a copy twice as fast
+    as one straight into (kh*kw*C, K), which matters for one image)."""
     K, C, kh, kw = w.shape
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(kh * kw * C, K)
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, kh * kw * C).T
 
 
 def _image_chunks(batch, geometry, channels, dtype):
