@@ -26,6 +26,7 @@ import numpy as np
 
 from minicam import nn
 from minicam.autograd import Function, Tensor, enable_grad, grad
+from minicam.ops.elementwise import Mask
 from minicam.cam.capture import as_image_batch, class_scores, evaluation_mode
 from minicam.cam.conventions import normalize_maps, resize_maps
 from minicam.cam.gradient import gradcam
@@ -47,7 +48,7 @@ class GuidedReLU(Function):
     def backward(ctx, g):
         (x,) = ctx.inputs
         passes = (x.data > 0) & (g.data > 0)
-        return (g * Tensor(passes.astype(g.dtype)),)
+        return (Mask.apply(g, mask=passes),)
 
 
 def guided_gradients(model, x, target=None, score="logit") -> np.ndarray:
