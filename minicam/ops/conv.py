@@ -27,7 +27,6 @@ max pooling: forward+backward went from 24 ms (composite) to 7.3 ms.
 """
 from __future__ import annotations
 
-
 from minicam.autograd import Function, as_tensor
 from minicam.ops import conv_kernels as kernels
 from minicam.ops.linalg import matmul
