@@ -53,9 +53,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError("batch_norm: running_mean and running_var are required when training=False")
         mean = _constant(running_mean, input.dtype, stats_shape)
         inv_std = 1 / np.sqrt(_constant(running_var, input.dtype, stats_shape) + eps)
-        ones_or_zeros = lambda fill: Tensor(np.full(channels, fill, dtype=input.dtype))  # noqa: E731
-        return BatchNormEval.apply(input, ones_or_zeros(1) if weight is None else weight,
-                                   ones_or_zeros(0) if bias is None else bias, mean=mean, inv_std=inv_std)
+        weight = Tensor(np.ones(channels, dtype=input.dtype)) if weight is None else weight
+        bias = Tensor(np.zeros(channels, dtype=input.dtype)) if bias is None else bias
+        return BatchNormEval.apply(input, weight, bias, mean=mean, inv_std=inv_std)
     mean = input.mean(dim=batch_dims, keepdim=True)
     centered = input - mean
     var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n

@@ -151,12 +151,12 @@ class WindowScatter(Function):
         for p, (i, j) in enumerate(_elements(geometry)):
             target = window_element(padded, i, j, geometry)
             np.equal(choice, p, out=chosen)
-            if not overlap and finite:  # each pixel in at most one window: write g * mask straight into it
-                np.multiply(g, chosen, out=target)  # (exact: g holds no inf or NaN, so no inf * 0)
-            elif overlap and finite:  # a pixel can be chosen by several windows: add
-                target += g * chosen
-            else:
+            if not finite:  # g times a 0/1 mask would turn inf * 0 into NaN: pick instead
                 target += np.where(chosen, g, 0)
+            elif overlap:  # a pixel can be chosen by several windows: add
+                target += g * chosen
+            else:  # each pixel is an element of at most one window: write g * mask straight into it
+                np.multiply(g, chosen, out=target)
         return np.ascontiguousarray(padded[:, :, top : top + H, left : left + W])
 
     @staticmethod
