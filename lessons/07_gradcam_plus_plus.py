@@ -83,7 +83,7 @@ def minmax(maps):
 # Every derivative is a **diagonal** one: the second derivative with respect to the same
 # element twice. Note where the sum sits: $\sum_{ab} A^k_{ab}$ is one number per channel,
 # multiplying the third derivative at $(i, j)$. (Some implementations sum the product
-# $A\,\partial^3 Y$ instead; see `research/peers.md`, B.4.)
+# $A\,\partial^3 Y$ instead; see `docs/peers.md`, Grad-CAM++.)
 #
 # ## 2. The exponential assumption and eq. 19
 #
@@ -462,7 +462,7 @@ print(f"saved {minicam.viz.save_figure(fig, '07_methods')} ({len(shown)} images,
 #    and $\mathrm{GAP}(A)$ only (section 5), and check your formula against
 #    `METHODS["gradcam++"](..., variant="paper")` at `features.relu3`.
 # 2. Some implementations compute the denominator as $2g^2 + \sum_{ab}(A_{ab}\,g^3_{ab})$
-#    (the sum over the *product*, see `research/peers.md` B.4). Implement that, compare
+#    (the sum over the *product*, see `docs/peers.md`, Grad-CAM++). Implement that, compare
 #    its $\alpha$ with eq. 19 at `features.pool2`, and say how large the difference is
 #    and where it comes from.
 # 3. Run `diagonal_derivatives` with `score="exp"` (not the callable). What do `d2` and

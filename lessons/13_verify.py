@@ -75,7 +75,7 @@ print(f"torch {'not available' if torch is None else torch.__version__}; cases: 
 # gradients $g = \partial y / \partial A$ at a layer, combine them into a map at the layer's
 # resolution with the **method's formula**, then **ReLU**, **upsample** to the image and
 # **normalise**. Every step has more than one version in the wild
-# (`shared/research/peers.md`, sections B and E):
+# (`docs/peers.md`, each method's section and its silent disagreements):
 #
 # | step | choices in circulation | who does what | verify's names |
 # |---|---|---|---|
@@ -648,7 +648,7 @@ print(f"\nlesson 13 ran in {time.perf_counter() - START:.1f} s")
 #   a suite of several cases reduce that risk? (Exercise 1 is an example: the
 #   $\sum(g^3A)$ mistake is invisible on a GAP head.)
 # - **Discussion prompt**: torchcam's own benchmark reports GradCAMpp's Average Drop as
-#   much worse than Grad-CAM's (peers.md B.4). Would you have suspected a bug from that
+#   much worse than Grad-CAM's (docs/peers.md, Grad-CAM++). Would you have suspected a bug from that
 #   number alone? What does lesson 12 say about such numbers?
 # - **Timing**: 10 minutes for section 1, 5 for the export, 15 for the colleague's code,
 #   the diagnosis and the mask demonstration (let students hunt for the bug before running

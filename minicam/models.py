@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from minicam import nn, ops
-from minicam.nn.module import _generator
+from minicam.nn.module import random_generator
 
 
 def _conv_block(index, in_channels, out_channels, rng, dtype, pool):
@@ -226,7 +226,7 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: layers must be four positive ints (blocks per stage), got {layers!r}")
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"ResNet: width must be a positive int (torchvision: 64), got {width!r}")
-        rng = _generator(rng, "ResNet")  # the default generator (nn.manual_seed) when None
+        rng = random_generator(rng, "ResNet")  # the default generator (nn.manual_seed) when None
         self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False, rng=rng, dtype=dtype)
         self.bn1 = nn.BatchNorm2d(width, dtype=dtype)
         self.relu = nn.ReLU()

@@ -68,11 +68,7 @@ def test_bench_against_torch_checks_both_nets_compute_the_same(tmp_path):
         assert rows[(net, "forward")]["agreement"] < 1e-4  # the same logits (relative), float32
         assert rows[(net, "cam gradcam")]["agreement"] < 1e-3  # the same normalised maps
         assert rows[(net, "cam cam")]["torch_ms"] is None  # no torch pipeline for CAM itself
-    goals = [t["goal"] for t in results["targets"]]
-    assert not any(goal.startswith("lesson CNN forward+backward") for goal in goals)  # a goal for N=32 only
-    assert "cam gradcam lesson float32 N=1: time <= 1.5x torch" in goals
-    assert all(isinstance(t["met"], bool) and positive(t["value"]) for t in results["targets"])
-    assert "Targets met:" in table
+    assert "targets" not in results and "Targets" not in table  # goals belong to the README, not the library
 
 
 @pytest.mark.skipif("resnet18" not in bench.NETS, reason="minicam.models has no resnet18")

@@ -1,5 +1,5 @@
 """captum's published Grad-CAM numbers on its toy net (captum tests/attr/layer/test_grad_cam.py,
-BasicModel_ConvNet_One_Conv; see shared/research/peers.md B.2), reproduced with minicam.nn.
+BasicModel_ConvNet_One_Conv; see docs/peers.md, Grad-CAM), reproduced with minicam.nn.
 
 The net: conv 1 -> 2 channels, 3x3 kernels of ones, bias [-50, -75]; ReLU; flatten (8);
 Linear 8 -> 4 with weight [ones(4, 5), -ones(4, 3)] and bias 0; ReLU.

@@ -229,7 +229,7 @@ def hand_minmax(maps, eps):
 
 
 def hand_preset(name, raw, size, method_has_relu):
-    """Each preset's recipe, as the peer's documentation/code describes it (peers.md B.0)."""
+    """Each preset's recipe, as the peer's documentation/code describes it (docs/peers.md, Shared plumbing)."""
     relu = np.maximum
     if name == "minicam":
         maps = relu(raw, 0) if method_has_relu else raw

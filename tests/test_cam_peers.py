@@ -4,7 +4,7 @@
                   LayerAttribution.interpolate (the "captum" preset's nearest upsampling)
   torchcam 0.5.0  CAM, GradCAM, XGradCAM, LayerCAM with normalized=False (raw maps), and
                   normalized=True against explain(convention="torchcam");
-                  GradCAMpp: its formula differs from the paper (peers.md B.4). The faulty
+                  GradCAMpp: its formula differs from the paper (docs/peers.md, Grad-CAM++). The faulty
                   formula is written out below and reproduces torchcam to 1e-10; minicam's
                   paper variant differs from it by a measured amount.
   hand-written    Grad-CAM and pytorch-grad-cam's Grad-CAM++ (eq. 19 with its 1e-6 eps) in

@@ -1,7 +1,7 @@
 """The adapters: captum, torchcam and a hand-written torch port run on the EXPORTED cases
 (nets rebuilt in torch from architecture.json + weights.npz), checked by verify.
 
-Expected outcomes (peers.md B.2, B.4, B.5, B.7):
+Expected outcomes (docs/peers.md, Grad-CAM; Grad-CAM++; XGrad-CAM; Score-CAM, SS-CAM and IS-CAM):
   captum     LayerGradCam passes (raw with relu_attributions=True; the captum preset with
              relu_attributions=False + LayerAttribution.interpolate); GuidedBackprop passes;
              GuidedGradCam fails, diagnosed as its nearest, unnormalised Grad-CAM factor.

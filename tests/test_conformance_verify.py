@@ -16,10 +16,10 @@ import pytest
 
 from minicam.conformance.cases import STAGES
 from minicam.conformance.variants import CATALOGUE, Lab, recompute
-from minicam.conformance.verify import _builtin_cases, diagnose_map, map_error, verify
+from minicam.conformance.verify import builtin_cases, diagnose_map, map_error, verify
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = _builtin_cases()
+CASES = builtin_cases()
 TOLERANCE = 1e-6
 
 

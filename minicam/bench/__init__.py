@@ -54,13 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import resource  # Unix only: page-fault counts
-except ImportError:
-    resource = None
-
-from minicam.bench.nets import DEFAULT_NETS, NETS, torch_twin  # noqa: F401  (torch_twin: used by tests)
-from minicam.bench.timing import FULL, QUICK, PeakMemory, Settings, _load_average, machine, matmul_peak, time_round_robin
+from minicam.bench.nets import DEFAULT_NETS, NETS
+from minicam.bench.timing import FULL, QUICK, PeakMemory, Settings, load_average, machine, matmul_peak, time_round_robin
 from minicam.bench.workloads import build_workloads
 from minicam.cam import METHODS
 
@@ -94,7 +89,7 @@ def run(options: Options, log=print) -> dict:
     """Time and measure every group; return the JSON-ready results."""
     torch = _import_torch() if options.use_torch else None
     settings = options.settings
-    started, load_at_start = time.perf_counter(), _load_average()
+    started, load_at_start = time.perf_counter(), load_average()
     log(f"matmul peak (1024^2, median of {settings.peak_repeats}) ...")
     peaks = {dtype: matmul_peak(np.dtype(dtype), settings.peak_repeats, torch, settings.settle)
              for dtype in options.dtypes}
@@ -148,7 +143,7 @@ def run(options: Options, log=print) -> dict:
         gc.collect()
 
     info = machine(torch)
-    info["load_average_at_end"] = _load_average()
+    info["load_average_at_end"] = load_average()
     info["load_average_at_start"] = load_at_start
     return {
         "machine": info,
@@ -159,27 +154,7 @@ def run(options: Options, log=print) -> dict:
         "torch_available": torch is not None,
         "seconds": time.perf_counter() - started,
         "rows": rows,
-        "targets": targets(rows),
     }
-
-
-def targets(rows) -> list:
-    """The goals of the speed work, checked against this run's medians."""
-    checks = []
-    for r in rows:
-        if r["ratio"] is None:
-            continue
-        if r["workload"] == "forward+backward" and r["net"] == "lesson" and r["dtype"] == "float32" and r["N"] == 32:
-            checks.append({"goal": "lesson CNN forward+backward, float32, N=32: time <= 1.5x torch",
-                           "value": r["ratio"], "met": r["ratio"] <= 1.5})
-        if r["workload"].startswith("cam "):
-            checks.append({"goal": f"{r['workload']} {r['net']} {r['dtype']} N={r['N']}: time <= 1.5x torch",
-                           "value": r["ratio"], "met": r["ratio"] <= 1.5})
-    for r in rows:
-        if r.get("memory_ratio") is not None:
-            checks.append({"goal": f"{r['workload']} {r['net']} {r['dtype']} N={r['N']}: peak RSS <= 2x torch",
-                           "value": r["memory_ratio"], "met": r["memory_ratio"] <= 2.0})
-    return checks
 
 
 # ----------------------------------------------------------------------------
@@ -235,11 +210,6 @@ def markdown(results: dict) -> str:
             f"{_fmt(r['minicam_page_faults'], 0)} / {_fmt(r['torch_page_faults'], 0)} | "
             f"{_fmt(r.get('minicam_tracemalloc_mib'), 1)} | {_fmt(r.get('minicam_rss_mib'), 1)} | "
             f"{_fmt(r.get('torch_rss_mib'), 1)} | {_fmt(r.get('memory_ratio'))} | {agree} |")
-    if results["targets"]:
-        met = sum(t["met"] for t in results["targets"])
-        lines += ["", f"Targets met: {met} of {len(results['targets'])}.", ""]
-        missed = [t for t in results["targets"] if not t["met"]]
-        lines += [f"- missed: {t['goal']} (measured {t['value']:.2f})" for t in missed]
     return "\n".join(lines) + "\n"
 
 

@@ -192,7 +192,7 @@ def machine(torch=None) -> dict:
     return info
 
 
-def _load_average():
+def load_average():
     """The 1, 5 and 15 minute load averages: other work on the machine while the bench ran."""
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 

@@ -6,11 +6,6 @@ from typing import Callable
 
 import numpy as np
 
-try:
-    import resource  # Unix only: page-fault counts
-except ImportError:
-    resource = None
-
 from minicam import nn, ops
 from minicam.autograd import Tensor, grad, no_grad
 from minicam.cam import explain

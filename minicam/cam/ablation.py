@@ -34,15 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import (
-    as_image_batch,
-    capture,
-    class_scores,
-    evaluation_mode,
-    final_relu,
-    find_layer,
-    weighted_sum,
-)
+from minicam.cam.capture import capture, checked_images, class_scores, layer_output
+from minicam.cam.maps import final_relu, weighted_sum
 
 SCORES = ("logit", "softmax")
 
@@ -60,11 +53,10 @@ def ablationcam(model, x, layer, target=None, *, score="logit", ablation_value=0
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not np.isfinite(ablation_value):
         raise ValueError(f"ablation_value must be a finite number, got {ablation_value!r}")
-    x = as_image_batch(x)
+    x = checked_images(x)
     first = capture(model, x, layer, target, score)  # A, y and the class of each image
     A, y = first.A, first.scores.data
     n, k = A.shape[:2]
-    module = find_layer(model, layer)
     y_ablated = np.empty((n, k), dtype=A.dtype)
     for image in range(n):
         target_of_image = first.classes[image] if first.classes is not None else target
@@ -73,8 +65,14 @@ def ablationcam(model, x, layer, target=None, *, score="logit", ablation_value=0
             copies = np.repeat(A[image : image + 1], len(channels), axis=0)
             copies[np.arange(len(channels)), channels] = ablation_value  # copy p: channel channels[p] ablated
             y_ablated[image, channels] = _scores_with_layer_output(
-                model, x.data[image : image + 1], module, copies, _repeat(target_of_image, len(channels)), score
+                model, x.data[image : image + 1], layer, copies, _repeat(target_of_image, len(channels)), score
             )
+    return ablationcam_map(A, y, y_ablated, relu=relu)
+
+
+def ablationcam_map(A, y, y_ablated, *, relu=True):
+    """Ablation-CAM from the activations A (N, K, h, w), the scores y (N,) and the scores
+    y_ablated (N, K) with each channel ablated: L = ReLU(sum_k w_k A_k), w = ablation_weights."""
     return final_relu(weighted_sum(ablation_weights(y, y_ablated), A), relu)
 
 
@@ -89,15 +87,10 @@ def ablation_weights(y, y_ablated):
     return np.where(tiny, drop, drop / np.where(tiny, 1, np.abs(y)))
 
 
-def _scores_with_layer_output(model, image, module, replacement, target, score):
+def _scores_with_layer_output(model, image, layer, replacement, target, score):
     """Run model(image) with the layer's output replaced by `replacement` (P copies); the P scores."""
-    handle = module.register_forward_hook(lambda mod, inputs, output: Tensor(replacement))
-    try:
-        with evaluation_mode(model), no_grad():
-            output = model(Tensor(image))
-            y, _, _ = class_scores(output, target, score)
-    finally:
-        handle.remove()
+    with layer_output(model, layer, replace=lambda inputs, output: Tensor(replacement)), no_grad():
+        y, _, _ = class_scores(model(Tensor(image)), target, score)
     return y.data
 
 

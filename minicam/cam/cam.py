@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import _target_classes, as_image_batch, evaluation_mode, find_layer, weighted_sum
+from minicam.cam.capture import checked_images, layer_output, target_classes
+from minicam.cam.maps import final_relu, weighted_sum
 from minicam.nn import Linear
 
 
@@ -29,8 +30,14 @@ def final_linear(model):
     return linears[-1]
 
 
-def cam(model, x, layer, target=None, *, score="logit"):
-    """The CAM map (N, h, w), un-ReLU'd, at the layer's resolution.
+def cam_map(A, class_weights, *, relu=False):
+    """CAM from the activations A (N, K, h, w) and each image's class row W_c (N, K) of the
+    final Linear layer: M_c = sum_k W_ck A_k (eq. 2; no bias; no ReLU in the paper)."""
+    return final_relu(weighted_sum(class_weights, A), relu)
+
+
+def cam(model, x, layer, target=None, *, score="logit", relu=False):
+    """The CAM map (N, h, w), un-ReLU'd by default, at the layer's resolution.
 
     The model must be of the form ... -> layer -> global average pooling -> Linear
     (the model's output). This is checked numerically on x: the Linear's input
@@ -39,41 +46,28 @@ def cam(model, x, layer, target=None, *, score="logit"):
     """
     if score != "logit":
         raise ValueError("CAM uses the class weights of the final Linear layer, not a gradient: score= does not apply (leave 'logit')")
-    x = as_image_batch(x)
-    module = find_layer(model, layer)
+    x = checked_images(x)
     fc_name, fc = final_linear(model)
-    seen = {}
+    with layer_output(model, layer) as seen, layer_output(model, fc) as head, no_grad():
+        output = model(Tensor(x.data)).data
 
-    def keep_activations(mod, inputs, output):
-        seen["A"] = output.data
-
-    def keep_linear(mod, inputs, output):
-        seen["z"], seen["fc_out"] = inputs[0].data, output.data
-
-    handles = [module.register_forward_hook(keep_activations), fc.register_forward_hook(keep_linear)]
-    try:
-        with evaluation_mode(model), no_grad():
-            output = model(Tensor(x.data)).data
-    finally:
-        for handle in handles:
-            handle.remove()
-
-    A = seen.get("A")
-    if A is None or A.ndim != 4:
-        raise ValueError(f"layer {layer!r} must output feature maps (N, K, h, w); got {None if A is None else A.shape}")
-    if "z" not in seen or seen["fc_out"].shape != output.shape or not np.array_equal(seen["fc_out"], output):
+    A = seen.output.data if seen.calls and seen.output.ndim == 4 else None
+    if A is None:
+        raise ValueError(f"layer {layer!r} must output feature maps (N, K, h, w); got "
+                         f"{None if seen.output is None else seen.output.shape}")
+    if not head.calls or head.output.shape != output.shape or not np.array_equal(head.output.data, output):
         raise ValueError(
             f"CAM needs the model's output to be the output of its final Linear layer {fc_name!r}; "
             "here something comes after it (or it is not used)"
         )
     pooled = A.mean(axis=(2, 3))
-    z = seen["z"].reshape(seen["z"].shape[0], -1)
+    z = head.inputs[0].data
+    z = z.reshape(z.shape[0], -1)
     if z.shape != pooled.shape or not np.allclose(z, pooled, rtol=1e-10, atol=1e-12 * (1 + np.abs(pooled).max())):
         raise ValueError(
             f"CAM needs {layer!r} -> global average pooling -> Linear {fc_name!r}: the input of {fc_name!r} "
             f"(shape {z.shape}) is not the spatial mean of {layer!r}'s output (shape {A.shape}). "
             "Choose the last convolutional layer before the pooling, or use Grad-CAM, which works on any head."
         )
-    classes = _target_classes(output, target)
-    weights = fc.weight.data[classes]  # (N, K): the row W_c of each image's class
-    return weighted_sum(weights, A)
+    classes = target_classes(output, target)
+    return cam_map(A, fc.weight.data[classes], relu=relu)  # W_c: the row of each image's class

@@ -1,37 +1,43 @@
-"""Capture the activations A of a named layer and the gradient of a score with respect to A.
+"""Capture a named layer's activations A and the gradient g = dy/dA of a score y.
 
 Every CAM method starts here. Notation (used in every file of minicam.cam):
   A  the layer's output, (N, K, h, w): K feature maps of size h x w per image
   y  the score explained, one per image: the target class's logit by default
   g  dy/dA, the same shape as A
 
-How: a forward hook on the layer replaces its output by a NEW LEAF tensor
-holding the same numbers. Everything above the layer is computed from that
-leaf, so `minicam.grad(y, A)` gives dy/dA and walks only the layers above A.
-The layers below A run without recording a graph at all (no_grad, switched
-back on by the hook), since nothing below A is differentiated. The hook is removed
-and the modules' train/eval flags restored before returning, so the model is
-left exactly as it was.
+How: `layer_output`, the one place where minicam.cam touches a layer, records the
+layer's output during one forward pass and may replace it. `capture` replaces it by
+a NEW LEAF tensor holding the same numbers; everything above the layer is computed
+from that leaf, so `minicam.grad(y, A)` gives dy/dA and walks only the layers above A.
+The layers below A run without recording a graph at all (no_grad, switched back on
+at the layer), since nothing below A is differentiated.
 
-The model runs in eval mode during the capture: a batch-norm layer in training
-mode would mix the images of a batch (and update its running statistics), and
-every map must be per image: a batch gives the same maps as one image at a time.
+The model runs in eval mode during the capture (every flag is restored afterwards):
+a batch-norm layer in training mode would mix the images of a batch (and update its
+running statistics), and every map must be per image: a batch gives the same maps as
+one image at a time.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+
 import numpy as np
 
-from minicam.autograd import Tensor, enable_grad, grad, no_grad, set_grad_enabled
 from minicam import ops
+from minicam.autograd import Tensor, enable_grad, grad, no_grad, set_grad_enabled
 
 SCORES = ("logit", "softmax", "exp")
 
 
-def as_image_batch(x, what: str = "x") -> Tensor:
-    """Check that x is a finite float batch of images (N, C, H, W); return it as a Tensor."""
-    data = x.data if isinstance(x, Tensor) else x
-    data = np.asarray(data)
+# ----------------------------------------------------------------------------
+# The inputs: images, a layer, the model's mode
+# ----------------------------------------------------------------------------
+
+
+def checked_images(x, what: str = "x") -> Tensor:
+    """x as a Tensor, after checking that it is a finite batch of images (N, C, H, W)."""
+    data = np.asarray(x.data if isinstance(x, Tensor) else x)
     if data.ndim != 4:
         raise ValueError(
             f"{what} must be a batch of images of shape (N, C, H, W); got shape {data.shape}. "
@@ -55,6 +61,142 @@ def find_layer(model, layer: str):
         pass
     valid = ", ".join(repr(name) for name, _ in model.named_modules() if name)
     raise KeyError(f"no layer named {layer!r} in {type(model).__name__}; valid names: {valid}")
+
+
+class evaluation_mode:
+    """`with evaluation_mode(model):` runs in eval mode, then restores every module's flag."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        if any(flag for _, flag in self.flags):  # (a model already in eval mode is left alone)
+            self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for module, flag in self.flags:
+            if module.training != flag:
+                module.training = flag
+        return False
+
+
+# ----------------------------------------------------------------------------
+# A layer's output, recorded or replaced for the calls inside one block
+# ----------------------------------------------------------------------------
+
+
+class LayerOutput:
+    """What `layer_output` saw: the layer's inputs and (possibly replaced) output of its last call."""
+
+    def __init__(self, name):
+        self.name, self.inputs, self.output, self.calls = name, None, None, 0
+
+    def feature_maps(self) -> np.ndarray:
+        """The output as (N, K, h, w) feature maps, or a clear error if the layer gave none."""
+        if self.calls == 0:
+            raise RuntimeError(f"layer {self.name!r} was not called during the forward pass; "
+                               "choose a layer the model uses")
+        if self.output.ndim != 4:
+            raise ValueError(f"layer {self.name!r} outputs shape {self.output.shape}; CAM methods need "
+                             "feature maps (N, K, h, w): choose a convolutional layer")
+        return self.output.data
+
+
+@contextlib.contextmanager
+def layer_output(model, layer, replace=None):
+    """`with layer_output(model, "features.relu3", replace) as seen: model(x)`.
+
+    Inside the block the model runs in eval mode, and every call of the layer (a name
+    in the model, or a module) records its inputs and output in `seen`; with `replace`,
+    the layer's output is first replaced by replace(inputs, output). On leaving the
+    block the hook is removed and the modules' train/eval flags are restored.
+    """
+    module = find_layer(model, layer) if isinstance(layer, str) else layer
+    seen = LayerOutput(layer if isinstance(layer, str) else type(layer).__name__)
+
+    def hook(mod, inputs, output):
+        if not isinstance(output, Tensor):
+            raise TypeError(f"layer {seen.name!r} returns a {type(output).__name__}, not a Tensor")
+        if replace is not None:
+            output = replace(inputs, output)
+        seen.inputs, seen.output, seen.calls = inputs, output, seen.calls + 1
+        return output
+
+    with evaluation_mode(model), module.register_forward_hook(hook):
+        yield seen
+
+
+# ----------------------------------------------------------------------------
+# Targets and scores
+# ----------------------------------------------------------------------------
+
+
+def target_classes(output: np.ndarray, target) -> np.ndarray:
+    """The class explained for each image (N,): the predicted class for target=None, else the given ones."""
+    n, num_classes = output.shape
+    if target is None:
+        return np.argmax(output, axis=1)
+    if isinstance(target, (int, np.integer)):
+        classes = np.full(n, int(target))
+    else:
+        classes = np.asarray(target)
+        if classes.shape != (n,) or classes.dtype.kind not in "iu":
+            raise ValueError(
+                f"target must be None, an int, or one integer class per image ({n} of them); "
+                f"got {target!r}"
+            )
+    bad = classes[(classes < 0) | (classes >= num_classes)]
+    if bad.size:
+        raise ValueError(f"target class {int(bad[0])} is out of range: the model has {num_classes} classes (0 to {num_classes - 1})")
+    return classes.astype(np.int64)
+
+
+def class_scores(output: Tensor, target, score: str):
+    """The score y of each image's target class: (scores (N,), classes (N,) or None, log_scale (N,)).
+
+    target: None (the predicted class, argmax of the output), an int (the same
+    class for every image), a sequence with one class per image, or a callable
+    taking the output Tensor (N, classes) and returning one score per image (N,).
+    score: "logit" (y = S, the pre-softmax output, as the papers use),
+    "softmax" (y = the class probability), or "exp" (y = e^S, the form
+    Grad-CAM++'s eq. 19 assumes). e^S would overflow for a large logit
+    (S > 709 in float64, 88 in float32), so it is computed as e^(S - S0) with
+    S0 the logit's value held constant: the true e^S divided by the positive
+    constant e^(S0). Every derivative scales by that same per-image constant,
+    so maps are unchanged up to that factor, and unchanged after normalisation.
+    """
+    n = output.shape[0]
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+    if callable(target):
+        if score != "logit":
+            raise ValueError("with a callable target, the callable defines the score: leave score='logit'")
+        scores = target(output)
+        if not isinstance(scores, Tensor) or scores.shape != (n,):
+            shape = getattr(scores, "shape", type(scores).__name__)
+            raise ValueError(f"a callable target must return a Tensor of shape ({n},), one score per image; got {shape}")
+        return scores, None, np.zeros(n)
+    if output.ndim != 2:
+        raise ValueError(
+            f"the model output has shape {output.shape}; class targets need (N, classes). "
+            "For other outputs pass a callable target that returns one score per image."
+        )
+    classes = target_classes(output.data, target)
+    rows = np.arange(n)
+    logits = output[rows, classes]
+    if score == "logit":
+        return logits, classes, np.zeros(n)
+    if score == "softmax":
+        return ops.softmax(output, dim=1)[rows, classes], classes, np.zeros(n)
+    shift = logits.data.copy()  # S0, a constant
+    return ops.exp(logits - Tensor(shift)), classes, shift
+
+
+# ----------------------------------------------------------------------------
+# The capture
+# ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -89,135 +231,33 @@ class Capture:
         return g
 
 
-def class_scores(output: Tensor, target, score: str):
-    """The score y of each image's target class: (scores (N,), classes (N,) or None, log_scale (N,)).
-
-    target: None (the predicted class, argmax of the output), an int (the same
-    class for every image), a sequence with one class per image, or a callable
-    taking the output Tensor (N, classes) and returning one score per image (N,).
-    score: "logit" (y = S, the pre-softmax output, as the papers use),
-    "softmax" (y = the class probability), or "exp" (y = e^S, the form
-    Grad-CAM++'s eq. 19 assumes). e^S would overflow for a large logit
-    (S > 709 in float64, 88 in float32), so it is computed as e^(S - S0) with
-    S0 the logit's value held constant: the true e^S divided by the positive
-    constant e^(S0). Every derivative scales by that same per-image constant,
-    so maps are unchanged up to that factor, and unchanged after normalisation.
-    """
-    n = output.shape[0]
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
-    if callable(target):
-        if score != "logit":
-            raise ValueError("with a callable target, the callable defines the score: leave score='logit'")
-        scores = target(output)
-        if not isinstance(scores, Tensor) or scores.shape != (n,):
-            shape = getattr(scores, "shape", type(scores).__name__)
-            raise ValueError(f"a callable target must return a Tensor of shape ({n},), one score per image; got {shape}")
-        return scores, None, np.zeros(n)
-    if output.ndim != 2:
-        raise ValueError(
-            f"the model output has shape {output.shape}; class targets need (N, classes). "
-            "For other outputs pass a callable target that returns one score per image."
-        )
-    classes = _target_classes(output.data, target)
-    rows = np.arange(n)
-    logits = output[rows, classes]
-    if score == "logit":
-        return logits, classes, np.zeros(n)
-    if score == "softmax":
-        return ops.softmax(output, dim=1)[rows, classes], classes, np.zeros(n)
-    shift = logits.data.copy()  # S0, a constant
-    return ops.exp(logits - Tensor(shift)), classes, shift
-
-
-def _target_classes(output: np.ndarray, target) -> np.ndarray:
-    n, num_classes = output.shape
-    if target is None:
-        return np.argmax(output, axis=1)
-    if isinstance(target, (int, np.integer)):
-        classes = np.full(n, int(target))
-    else:
-        classes = np.asarray(target)
-        if classes.shape != (n,) or classes.dtype.kind not in "iu":
-            raise ValueError(
-                f"target must be None, an int, or one integer class per image ({n} of them); "
-                f"got {target!r}"
-            )
-    bad = classes[(classes < 0) | (classes >= num_classes)]
-    if bad.size:
-        raise ValueError(f"target class {int(bad[0])} is out of range: the model has {num_classes} classes (0 to {num_classes - 1})")
-    return classes.astype(np.int64)
-
-
 def capture(model, x, layer: str, target=None, score: str = "logit") -> Capture:
     """Run `model` on `x`, capturing the activations of `layer` and the score of `target`."""
-    x = as_image_batch(x)
-    module = find_layer(model, layer)
-    captured = {}
+    x = checked_images(x)
 
-    def replace_output_by_leaf(mod, inputs, output):
-        if not isinstance(output, Tensor):
-            raise TypeError(f"layer {layer!r} returns a {type(output).__name__}, not a Tensor")
-        leaf = Tensor(output.data, requires_grad=True)
-        captured["A"] = leaf
+    def as_leaf(inputs, output):
         set_grad_enabled(True)  # record from here up: the layers above A need a graph
-        return leaf
+        return Tensor(output.data, requires_grad=True)
 
-    with evaluation_mode(model):
-        handle = module.register_forward_hook(replace_output_by_leaf)
-        try:
-            # The layers below A run without a graph (nothing is differentiated there);
-            # the hook switches recording on; the `with` restores the caller's mode.
-            with no_grad():
-                output = model(Tensor(x.data))
-                with enable_grad():
-                    scores, classes, log_scale = class_scores(output, target, score)
-        finally:
-            handle.remove()
-    if "A" not in captured:
-        raise RuntimeError(f"layer {layer!r} was not called during the forward pass; choose a layer the model uses")
-    A = captured["A"]
-    if A.ndim != 4:
-        raise ValueError(f"layer {layer!r} outputs shape {A.shape}; CAM methods need feature maps (N, K, h, w)")
-    return Capture(output.data, classes, A, scores, score if not callable(target) else "callable", log_scale)
+    # The layers below A run without a graph (nothing is differentiated there); the
+    # replacement switches recording on; the `with` blocks restore the caller's mode.
+    with layer_output(model, layer, replace=as_leaf) as seen, no_grad():
+        output = model(Tensor(x.data))
+        with enable_grad():
+            scores, classes, log_scale = class_scores(output, target, score)
+    seen.feature_maps()
+    kind = "callable" if callable(target) else score
+    return Capture(output.data, classes, seen.output, scores, kind, log_scale)
 
 
-class evaluation_mode:
-    """`with evaluation_mode(model):` runs in eval mode, then restores every module's flag."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        if any(flag for _, flag in self.flags):  # (a model already in eval mode is left alone)
-            self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for module, flag in self.flags:
-            if module.training != flag:
-                module.training = flag
-        return False
+def activations_and_gradients(model, x, layer, target=None, score="logit"):
+    """(A, g) as NumPy arrays: what the gradient family of methods needs."""
+    cap = capture(model, x, layer, target, score)
+    return cap.A, cap.gradients().data
 
 
 def predict(model, x) -> np.ndarray:
     """The model output for x in eval mode, without a graph (model left unchanged)."""
-    x = as_image_batch(x)
+    x = checked_images(x)
     with evaluation_mode(model), no_grad():
         return model(Tensor(x.data)).data
-
-
-def weighted_sum(weights, A) -> np.ndarray:
-    """sum_k w_k A_k per image: (N, K) weights and (N, K, h, w) maps -> (N, h, w)."""
-    return np.einsum("nk,nkhw->nhw", weights, A)
-
-
-def relu(x):
-    return np.maximum(x, 0)
-
-
-def final_relu(maps, apply: bool = True):
-    """A method's final ReLU, skipped when apply is False (explain's relu="none")."""
-    return np.maximum(maps, 0) if apply else maps
-

@@ -1,10 +1,10 @@
 """The steps after a method's raw map, each one explicit: ReLU, resize, normalise.
 
 Implementations that agree on a method's formula still return different maps
-because they differ here (see shared/research/peers.md, section E): where the
-ReLU sits, which upsampling grid, min-max or max scaling, which eps, and
-whether maps are normalised before or after resizing. A `Pipeline` names every
-choice; `PRESETS` reproduces each peer's choices.
+because they differ here (docs/peers.md, silent disagreements 2 to 5): where the
+ReLU sits, which upsampling grid, min-max or max scaling, which
+eps, and whether maps are normalised before or after resizing. A `Pipeline` names
+every choice; `PRESETS` holds one record per peer's choices, with its note.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class Pipeline:
     order          "resize-then-normalize", "normalize-then-resize", or
                    "normalize-resize-normalize" (normalise at both resolutions).
     dtype          None keeps the map's dtype; "float32" casts the result.
+    note           one line: where these choices come from
     """
 
     name: str = "custom"
@@ -47,6 +48,7 @@ class Pipeline:
     interpolation: str = "bilinear"
     order: str = "resize-then-normalize"
     dtype: str | None = None
+    note: str = ""
 
     def __post_init__(self):
         for field, value, choices in (
@@ -61,34 +63,41 @@ class Pipeline:
             raise ValueError(f"eps must be None or a non-negative number, got {self.eps!r}")
 
 
-PRESETS = {
-    "minicam": Pipeline(
-        "minicam", relu="method", normalize="minmax", eps=None, interpolation="bilinear", order="resize-then-normalize"
-    ),
-    "paper": Pipeline(
-        "paper", relu="method", normalize="none", interpolation="bilinear", order="resize-then-normalize"
-    ),
-    "pytorch-grad-cam": Pipeline(
-        "pytorch-grad-cam", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear",
-        order="normalize-resize-normalize", dtype="float32",
-    ),
-    "torchcam": Pipeline(
-        "torchcam", relu="method", normalize="minmax", eps=1e-8, interpolation="bilinear", order="normalize-then-resize"
-    ),
-    "captum": Pipeline("captum", relu="none", normalize="none", interpolation="nearest", order="resize-then-normalize"),
-    "tf-keras-vis": Pipeline(
-        "tf-keras-vis", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear-corners",
-        order="resize-then-normalize",
-    ),
-}
-PRESET_NOTES = {
-    "minicam": "the method's own ReLU; bilinear half-pixel upsampling; exact per-image min-max (a constant map gives 0)",
-    "paper": "the method's own ReLU; bilinear half-pixel upsampling (the papers' 'upsample to the image size'); no normalisation",
-    "pytorch-grad-cam": "ReLU on every map; min-max with eps 1e-7 at the layer's resolution; cv2 bilinear (half-pixel) resize; min-max again at full size; float32 (base_cam.py, scale_cam_image)",
-    "torchcam": "ReLU only where torchcam's method has one (not CAM); min-max with eps 1e-8 at the layer's resolution (_normalize); bilinear align_corners=False upsampling as in its fuse_cams and metrics",
-    "captum": "no ReLU (relu_attributions=False) and no normalisation; nearest upsampling (LayerAttribution.interpolate's default)",
-    "tf-keras-vis": "ReLU on every map (activation_modifier); scipy zoom(order=1), a corner-aligned linear grid; then (x - min) / (max - min + 1e-7)",
-}
+PRESETS = {preset.name: preset for preset in (
+    Pipeline("minicam", relu="method", normalize="minmax", eps=None, interpolation="bilinear",
+             order="resize-then-normalize",
+             note="the method's own ReLU; bilinear half-pixel upsampling; exact per-image min-max (a constant map "
+                  "gives 0)"),
+    Pipeline("paper", relu="method", normalize="none", interpolation="bilinear", order="resize-then-normalize",
+             note="the method's own ReLU; bilinear half-pixel upsampling (the papers' 'upsample to the image "
+                  "size'); no normalisation"),
+    Pipeline("pytorch-grad-cam", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear",
+             order="normalize-resize-normalize", dtype="float32",
+             note="ReLU on every map; min-max with eps 1e-7 at the layer's resolution; cv2 bilinear (half-pixel) "
+                  "resize; min-max again at full size; float32 (base_cam.py, scale_cam_image)"),
+    Pipeline("torchcam", relu="method", normalize="minmax", eps=1e-8, interpolation="bilinear",
+             order="normalize-then-resize",
+             note="ReLU only where torchcam's method has one (not CAM); min-max with eps 1e-8 at the layer's "
+                  "resolution (_normalize); bilinear align_corners=False upsampling as in its fuse_cams and metrics"),
+    Pipeline("captum", relu="none", normalize="none", interpolation="nearest", order="resize-then-normalize",
+             note="no ReLU (relu_attributions=False) and no normalisation; nearest upsampling "
+                  "(LayerAttribution.interpolate's default)"),
+    Pipeline("tf-keras-vis", relu="always", normalize="minmax", eps=1e-7, interpolation="bilinear-corners",
+             order="resize-then-normalize",
+             note="ReLU on every map (activation_modifier); scipy zoom(order=1), a corner-aligned linear grid; "
+                  "then (x - min) / (max - min + 1e-7)"),
+)}
+
+
+def preset_table() -> str:
+    """The README's table of presets, as markdown, from the records."""
+    rows = ["| preset | ReLU | normalisation | upsampling | order | dtype | where it comes from |",
+            "|---|---|---|---|---|---|---|"]
+    for p in PRESETS.values():
+        normalisation = p.normalize if p.normalize == "none" else f"{p.normalize}, eps {p.eps or 'none (exact)'}"
+        rows.append(f"| `{p.name}` | {p.relu} | {normalisation} | {p.interpolation} | {p.order} | "
+                    f"{p.dtype or 'as the input'} | {p.note} |")
+    return "\n".join(rows)
 
 
 def resolve(convention: str = "minicam", **overrides) -> Pipeline:
@@ -100,9 +109,13 @@ def resolve(convention: str = "minicam", **overrides) -> Pipeline:
     if convention not in PRESETS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {tuple(PRESETS)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return PRESETS[convention]
+    preset = PRESETS[convention]
+    said = ", ".join(f"{k}={v!r}" for k, v in changes.items())
     if changes.get("eps") == "exact":
         changes["eps"] = None
-    return replace(PRESETS[convention], **changes) if changes else PRESETS[convention]
+    return replace(preset, **changes, note=f"{preset.note}; overridden: {said}")
 
 
 # ----------------------------------------------------------------------------

@@ -35,25 +35,35 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import as_image_batch, capture, evaluation_mode, find_layer
+from minicam.cam.capture import activations_and_gradients, checked_images, layer_output
+from minicam.cam.maps import final_relu
 
 
-def eigencam(model, x, layer, target=None, *, score="logit", center=False):
-    """The Eigen-CAM map (N, h, w), signed, at the layer's resolution.
+def eigencam_map(A, *, center=False, relu=False):
+    """Eigen-CAM from the activations A (N, K, h, w): each image's projection on its first
+    principal direction (signed; the method has no final ReLU, relu=True adds one)."""
+    return final_relu(np.stack([first_component_map(a, center) for a in A]), relu)
+
+
+def eigencam(model, x, layer, target=None, *, score="logit", center=False, relu=False):
+    """The Eigen-CAM map (N, h, w) at the layer's resolution: eigencam_map of the layer's A.
 
     target and score are accepted so that every method has the same signature,
     and ignored: Eigen-CAM does not depend on a class (the model's output need
     not even be class scores).
     """
-    A = layer_activations(model, x, layer)
-    return np.stack([first_component_map(a, center) for a in A])
+    return eigencam_map(layer_activations(model, x, layer), center=center, relu=relu)
 
 
-def eigengradcam(model, x, layer, target=None, *, score="logit", center=False):
-    """The EigenGrad-CAM map (N, h, w): Eigen-CAM of g * A, g = dy/dA of the target's score."""
-    cap = capture(model, x, layer, target, score)
-    gA = cap.gradients().data * cap.A
-    return np.stack([first_component_map(a, center) for a in gA])
+def eigengradcam_map(A, g, *, center=False, relu=False):
+    """EigenGrad-CAM (pytorch-grad-cam's EigenGradCAM): Eigen-CAM of g * A."""
+    return eigencam_map(g * A, center=center, relu=relu)
+
+
+def eigengradcam(model, x, layer, target=None, *, score="logit", center=False, relu=False):
+    """The EigenGrad-CAM map (N, h, w): eigengradcam_map of A and g = dy/dA of the target's score."""
+    A, g = activations_and_gradients(model, x, layer, target, score)
+    return eigengradcam_map(A, g, center=center, relu=relu)
 
 
 def first_component_map(activations, center=False):
@@ -80,21 +90,7 @@ def orient(projection, by_sum=True):
 
 def layer_activations(model, x, layer):
     """A (N, K, h, w) of `layer` for input x: one forward pass in eval mode, no graph."""
-    x = as_image_batch(x)
-    module = find_layer(model, layer)
-    seen = {}
-
-    def keep(mod, inputs, output):
-        seen["A"] = output.data
-
-    handle = module.register_forward_hook(keep)
-    try:
-        with evaluation_mode(model), no_grad():
-            model(Tensor(x.data))
-    finally:
-        handle.remove()
-    if "A" not in seen:
-        raise RuntimeError(f"layer {layer!r} was not called during the forward pass; choose a layer the model uses")
-    if seen["A"].ndim != 4:
-        raise ValueError(f"layer {layer!r} outputs shape {seen['A'].shape}; Eigen-CAM needs feature maps (N, K, h, w)")
-    return seen["A"]
+    x = checked_images(x)
+    with layer_output(model, layer) as seen, no_grad():
+        model(Tensor(x.data))
+    return seen.feature_maps()

@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, enable_grad, grad
-from minicam.cam.capture import as_image_batch, capture, class_scores, evaluation_mode, final_relu, find_layer, weighted_sum
+from minicam.cam.capture import activations_and_gradients, capture, checked_images, class_scores, layer_output
+from minicam.cam.maps import final_relu, positive, weighted_sum
 
 VARIANTS = ("paper", "authors", "exact")
 
@@ -64,8 +65,36 @@ def renormalise_like_the_authors(alpha: np.ndarray, g: np.ndarray) -> np.ndarray
     return alpha / np.where(total != 0, total, 1)
 
 
+def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, relu=True):
+    """Grad-CAM++ from A and g (and, for variant="exact", the diagonals d2 = d2Y/dA^2 and
+    d3 = d3Y/dA^3 of the same shape): eq. 9 with the alpha of the variant.
+
+        w_k = sum_ij alpha_kij ReLU(g_kij)       (eq. 9)
+        L   = ReLU(sum_k w_k A_k)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown Grad-CAM++ variant {variant!r}; choose one of {VARIANTS}")
+    if variant == "exact":
+        if d2 is None or d3 is None:
+            raise ValueError("Grad-CAM++ variant='exact' needs the second and third derivatives d2 and d3 "
+                             "(diagonal_derivatives computes them)")
+        if not np.any(d2) and not np.any(d3) and np.any(g > 0):
+            raise ValueError(
+                "Grad-CAM++ variant='exact': every second and third derivative of the score with respect to "
+                "the layer is 0 (the layers above it are piecewise linear), so eq. 10 is 0/0. Use score='exp', "
+                "the paper's Y = exp(S), for which eq. 10 equals eq. 19."
+            )
+        alpha = alpha_general(d2, d3, A, g)
+    else:
+        alpha = alpha_closed_form(A, g)
+        if variant == "authors":
+            alpha = renormalise_like_the_authors(alpha, g)
+    weights = np.sum(alpha * positive(g), axis=(2, 3))  # eq. 9
+    return final_relu(weighted_sum(weights, A), relu)
+
+
 def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", chunk_size=512, relu=True):
-    """Grad-CAM++ map (N, h, w); see the module docstring for the variants.
+    """Grad-CAM++ of the model's score at `layer`; see the module docstring for the variants.
 
     score="logit" and score="exp" give the same paper/authors maps: eq. 19 uses
     g = dS/dA of the logit S either way, and exp(S) would only multiply every
@@ -75,21 +104,9 @@ def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", c
         raise ValueError(f"unknown Grad-CAM++ variant {variant!r}; choose one of {VARIANTS}")
     if variant == "exact":
         A, g, d2, d3 = diagonal_derivatives(model, x, layer, target, score, chunk_size)
-        if not np.any(d2) and not np.any(d3) and np.any(g > 0):
-            raise ValueError(
-                f"Grad-CAM++ variant='exact' with score={score!r}: every second and third derivative of the "
-                f"score with respect to {layer!r} is 0 (the layers above it are piecewise linear), so eq. 10 is "
-                "0/0. Use score='exp', the paper's Y = exp(S), for which eq. 10 equals eq. 19."
-            )
-        alpha = alpha_general(d2, d3, A, g)
-    else:
-        cap = capture(model, x, layer, target, "softmax" if score == "softmax" else "logit")
-        A, g = cap.A, cap.gradients().data
-        alpha = alpha_closed_form(A, g)
-        if variant == "authors":
-            alpha = renormalise_like_the_authors(alpha, g)
-    weights = np.sum(alpha * np.maximum(g, 0), axis=(2, 3))  # eq. 9
-    return final_relu(weighted_sum(weights, A), relu)
+        return gradcampp_map(A, g, variant=variant, d2=d2, d3=d3, relu=relu)
+    A, g = activations_and_gradients(model, x, layer, target, "softmax" if score == "softmax" else "logit")
+    return gradcampp_map(A, g, variant=variant, relu=relu)
 
 
 def diagonal_derivatives(model, x, layer, target=None, score="logit", chunk_size=512):
@@ -104,25 +121,20 @@ def diagonal_derivatives(model, x, layer, target=None, score="logit", chunk_size
     `chunk_size` elements, instead of one per element. (The layers below A run
     once; their batch of 1 broadcasts against the copies in skip connections.)
     """
-    x = as_image_batch(x)
+    x = checked_images(x)
     first = capture(model, x, layer, target, score)
     A = first.A
     n, k, h, w = A.shape
     size = k * h * w
     g, d2, d3 = (np.zeros((n, size), dtype=A.dtype) for _ in range(3))  # float32 stays float32
-    module = find_layer(model, layer)
     for image in range(n):
         target_n = first.classes[image] if first.classes is not None else target
         for start in range(0, size, chunk_size):
             picks = np.arange(start, min(start + chunk_size, size))
             copies = Tensor(np.repeat(A[image : image + 1], len(picks), axis=0), requires_grad=True)
-            hook = module.register_forward_hook(lambda mod, inputs, output: copies)
-            try:
-                with evaluation_mode(model), enable_grad():
-                    output = model(Tensor(x.data[image : image + 1]))
-                    y, _, _ = class_scores(output, _repeat_target(target_n, len(picks)), score)
-            finally:
-                hook.remove()
+            with layer_output(model, layer, replace=lambda inputs, output: copies), enable_grad():
+                output = model(Tensor(x.data[image : image + 1]))
+                y, _, _ = class_scores(output, _repeat_target(target_n, len(picks)), score)
             rows = np.arange(len(picks))
             (g1,) = grad(y.sum(), copies, create_graph=True)
             diag1 = g1.reshape(len(picks), size)[rows, picks]
@@ -146,16 +158,27 @@ def _repeat_target(target, copies):
     return np.full(copies, int(target))
 
 
-def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8, noise_std=0.15, rng=None, relu=True):
-    """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with derivatives
-    averaged over noisy copies of the input.
+def smoothgradcampp_map(A, scores, gradients, *, relu=True):
+    """Smooth Grad-CAM++ (Omeiza et al. 2019) from the clean activations A (N, K, h, w), and the
+    logits S_s (samples, N) and gradients g_s (samples, N, K, h, w) of the noisy copies.
 
-    For s = 1..n_samples, x_s = x + N(0, noise_std^2) noise; with Y = exp(S) as
-    in eq. 19, the averaged derivatives are
+    With Y = exp(S) as in eq. 19, the averaged derivatives are
         D1 = mean_s exp(S_s) g_s,  D2 = mean_s exp(S_s) g_s^2,  D3 = mean_s exp(S_s) g_s^3
-    and alpha = D2 / (2 D2 + sum_ab A_ab D3), w_k = sum_ij alpha ReLU(D1), with
-    A the activations of the clean input. exp(S_s) is taken relative to the
-    largest S_s of the image (a common positive factor, so alpha is unchanged).
+    and alpha = D2 / (2 D2 + sum_ab A_ab D3), w_k = sum_ij alpha ReLU(D1). exp(S_s) is
+    taken relative to the largest S_s of the image (a common positive factor, so alpha
+    is unchanged).
+    """
+    weight = np.exp(scores - scores.max(axis=0))[:, :, None, None, None]
+    d1, d2, d3 = (np.mean(weight * gradients**p, axis=0) for p in (1, 2, 3))
+    alpha = alpha_general(d2, d3, A, d1)
+    weights = np.sum(alpha * positive(d1), axis=(2, 3))
+    return final_relu(weighted_sum(weights, A), relu)
+
+
+def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8, noise_std=0.15, rng=None, relu=True):
+    """Smooth Grad-CAM++ of the model's logit at `layer`: smoothgradcampp_map of the clean A and of
+    the logits and gradients of n_samples noisy copies x_s = x + N(0, noise_std^2) noise.
+
     The target class is fixed from the clean input. rng: an np.random.Generator
     (default: seeded with 0, so the map is reproducible).
     """
@@ -164,7 +187,7 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     rng = np.random.default_rng(0) if rng is None else rng
-    x = as_image_batch(x)
+    x = checked_images(x)
     clean = capture(model, x, layer, target, "logit")
     classes = clean.classes if clean.classes is not None else target
     logits, grads = [], []
@@ -173,9 +196,4 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
         cap = capture(model, noisy, layer, classes, "logit")
         logits.append(cap.scores.data)
         grads.append(cap.gradients().data)
-    logits, grads = np.stack(logits), np.stack(grads)  # (S, N) and (S, N, K, h, w)
-    weight = np.exp(logits - logits.max(axis=0))[:, :, None, None, None]
-    d1, d2, d3 = (np.mean(weight * grads**p, axis=0) for p in (1, 2, 3))
-    alpha = alpha_general(d2, d3, clean.A, d1)
-    weights = np.sum(alpha * np.maximum(d1, 0), axis=(2, 3))
-    return final_relu(weighted_sum(weights, clean.A), relu)
+    return smoothgradcampp_map(clean.A, np.stack(logits), np.stack(grads), relu=relu)

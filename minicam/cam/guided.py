@@ -22,19 +22,22 @@ is not (pytorch-grad-cam and captum guide ReLU modules too).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from minicam import nn
 from minicam.autograd import Function, Tensor, enable_grad, grad
 from minicam.ops.elementwise import Mask
-from minicam.cam.capture import as_image_batch, class_scores, evaluation_mode
+from minicam.cam.capture import checked_images, class_scores, layer_output
 from minicam.cam.conventions import normalize_maps, resize_maps
 from minicam.cam.gradient import gradcam
+from minicam.cam.maps import final_relu
 
 CHANNEL_REDUCTIONS = ("max-abs", "sum")
 
 
-class GuidedReLU(Function):
+class GuidedReLUOp(Function):
     """y = max(x, 0);  dx = g * [x > 0] * [g > 0]  (guided backpropagation).
 
     Both masks are constants of the backward, so it is linear in g on each side
@@ -53,59 +56,59 @@ class GuidedReLU(Function):
 
 def guided_gradients(model, x, target=None, score="logit") -> np.ndarray:
     """Guided backpropagation: d score / d x with guided ReLUs, (N, C, H, W)."""
-    gradients, _ = _guided_gradients(model, x, target, score)
+    gradients, _ = input_gradients(model, x, target, score)
     return gradients
 
 
-def guided_backprop(model, x, layer=None, target=None, *, score="logit", channel_reduction="max-abs"):
+def guided_backprop(model, x, layer=None, target=None, *, score="logit", channel_reduction="max-abs", relu=False):
     """Guided backpropagation reduced over the colour channels: (N, H, W) at the input's size.
 
     layer is ignored (the image itself is explained); it is accepted so that the
     method has the registry's signature. channel_reduction: "max-abs" (max over
     channels of |value|) or "sum". For the (N, C, H, W) gradients use guided_gradients.
+    The method has no final ReLU (relu=True adds one).
     """
     _check_reduction(channel_reduction)
-    gradients, _ = _guided_gradients(model, x, target, score)
-    return _reduce_channels(gradients, channel_reduction)
+    gradients, _ = input_gradients(model, x, target, score)
+    return final_relu(reduce_channels(gradients, channel_reduction), relu)
 
 
-def guided_gradcam(model, x, layer, target=None, *, score="logit", channel_reduction="max-abs"):
-    """Guided Grad-CAM (Selvaraju et al. 2017, Section 3.1), (N, H, W) at the input's size.
+def guided_gradcam_map(gradients, coarse, *, channel_reduction="max-abs", relu=False):
+    """Guided Grad-CAM (Selvaraju et al. 2017, Section 3.1) from the guided gradients (N, C, H, W)
+    and Grad-CAM's map L (N, h, w), with its ReLU: L upsampled bilinearly (half-pixel centres,
+    the paper's "bilinear interpolation") to (H, W) and min-max normalised per image (not in the
+    paper: it only rescales each image's map, and makes the product comparable across images),
+    times the guided gradients, then reduced over the colour channels."""
+    fine = normalize_maps(resize_maps(coarse, gradients.shape[2:], "bilinear"), "minmax")
+    return final_relu(reduce_channels(gradients * fine[:, None], channel_reduction), relu)
 
-    Grad-CAM's map L (with its ReLU), upsampled bilinearly (half-pixel centres, as
-    the paper's "bilinear interpolation") to the input size and min-max normalised
-    per image (not in the paper: it only rescales each image's map, and makes the
-    product comparable across images), times the guided gradients, then reduced
-    over the colour channels. Both factors explain the same class: the one chosen
-    for the first (guided) pass.
-    """
+
+def guided_gradcam(model, x, layer, target=None, *, score="logit", channel_reduction="max-abs", relu=False):
+    """Guided Grad-CAM (N, H, W) at the input's size: guided_gradcam_map of the guided gradients
+    and Grad-CAM at `layer`, both for the class chosen by the first (guided) pass."""
     _check_reduction(channel_reduction)
-    x = as_image_batch(x)
-    gradients, classes = _guided_gradients(model, x, target, score)
+    x = checked_images(x)
+    gradients, classes = input_gradients(model, x, target, score)
     coarse = gradcam(model, x, layer, classes if classes is not None else target, score=score)
-    fine = normalize_maps(resize_maps(coarse, x.shape[2:], "bilinear"), "minmax")
-    return _reduce_channels(gradients * fine[:, None], channel_reduction)
+    return guided_gradcam_map(gradients, coarse, channel_reduction=channel_reduction, relu=relu)
 
 
-def _guided_gradients(model, x, target, score):
-    """The guided gradients (N, C, H, W) and the target classes (N,), or None for a callable target."""
-    x = as_image_batch(x)
-    relus = [module for module in model.modules() if isinstance(module, nn.ReLU)]
-    if not relus:
+def input_gradients(model, x, target=None, score="logit", guided=True):
+    """d y / d x (N, C, H, W), through guided ReLUs (guided=True) or plain ones (the plain
+    gradient, "vanilla saliency"), and the target classes (N,), or None for a callable target."""
+    x = checked_images(x)
+    relus = [module for module in model.modules() if isinstance(module, nn.ReLU)] if guided else []
+    if guided and not relus:
         raise ValueError(
             f"guided backpropagation changes the backward pass of nn.ReLU modules, and "
             f"{type(model).__name__} has none (a ReLU called as a function cannot be guided)"
         )
-    handles = [relu.register_forward_hook(lambda mod, inputs, output: GuidedReLU.apply(inputs[0])) for relu in relus]
-    try:
-        with evaluation_mode(model), enable_grad():
-            image = Tensor(x.data, requires_grad=True)
-            output = model(image)
-            y, classes, _ = class_scores(output, target, score)
-            (gradients,) = grad(y.sum(), image, allow_unused=True)  # images are independent: one pass for all
-    finally:
-        for handle in handles:
-            handle.remove()
+    with contextlib.ExitStack() as guided, enable_grad():
+        for relu in relus:
+            guided.enter_context(layer_output(model, relu, replace=lambda inputs, output: GuidedReLUOp.apply(inputs[0])))
+        image = Tensor(x.data, requires_grad=True)
+        y, classes, _ = class_scores(model(image), target, score)
+    (gradients,) = grad(y.sum(), image, allow_unused=True)  # images are independent: one pass for all
     return (np.zeros_like(x.data) if gradients is None else gradients.data), classes
 
 
@@ -116,7 +119,8 @@ def _check_reduction(channel_reduction):
         raise ValueError(f"unknown channel_reduction {channel_reduction!r}; choose one of {CHANNEL_REDUCTIONS}")
 
 
-def _reduce_channels(values, channel_reduction):
+def reduce_channels(values, channel_reduction):
+    """(N, C, H, W) -> (N, H, W): max over channels of |value| ("max-abs") or their "sum"."""
     if channel_reduction == "max-abs":
         return np.abs(values).max(axis=1)
     return values.sum(axis=1)

@@ -14,8 +14,8 @@ X * H_k multiplies every colour channel of X by the same mask. A constant
 channel has no shape to show: its mask is H_k = 0 (not 0/0), so X * H_k is the
 black image, and with the black baseline C_k = 0 exactly.
 
-Peers make other choices (shared/research/peers.md, B.7 and E.6-7). These
-options reproduce them:
+Peers make other choices (docs/peers.md, Score-CAM, SS-CAM and IS-CAM; silent
+disagreements 6 and 7). These options reproduce them:
 
   paper (Algorithm 1)    score="softmax", channel_softmax=True, baseline="zeros",
                          mask_interpolation="bilinear", normalize_masks="after-upsample"
@@ -44,16 +44,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import (
-    as_image_batch,
-    capture,
-    class_scores,
-    evaluation_mode,
-    final_relu,
-    weighted_sum,
-)
+from minicam.autograd import Tensor
+from minicam.cam.capture import capture, checked_images, class_scores, predict
 from minicam.cam.conventions import INTERPOLATIONS, normalize_maps, resize_maps
+from minicam.cam.maps import final_relu, weighted_sum
 
 MASK_ORDERS = ("after-upsample", "before-upsample")
 BASELINES = ("zeros", None)
@@ -86,7 +80,7 @@ def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=T
         raise ValueError(f"unknown normalize_masks {normalize_masks!r}; choose one of {MASK_ORDERS}")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x = as_image_batch(x)
+    x = checked_images(x)
     first = capture(model, x, layer, target, score)  # A, and the class of each image, from the unmasked input
     A = first.A
     n, k = A.shape[:2]
@@ -104,6 +98,16 @@ def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=T
     C = C.reshape(n, k)
     if baseline == "zeros":
         C = C - _scores(model, np.zeros_like(x.data), classes, score)[:, None]
+    return scorecam_map(A, C, channel_softmax=channel_softmax, relu=relu)
+
+
+def scorecam_map(A, C, *, channel_softmax=True, relu=True):
+    """Score-CAM from the activations A (N, K, h, w) and the channel scores C (N, K),
+    C_k = f(X * H_k) - f(X_b) (Definition 2; with the baseline subtracted where one is used):
+
+        alpha = softmax_k(C)   (Algorithm 1; channel_softmax=False: alpha = C, as the authors' code)
+        L     = ReLU(sum_k alpha_k A_k)
+    """
     alpha = _softmax(C) if channel_softmax else C
     return final_relu(weighted_sum(alpha, A), relu)
 
@@ -121,9 +125,7 @@ def channel_masks(maps, size, interpolation="bilinear", order="after-upsample", 
 
 def _scores(model, images, target, score):
     """f(images): the score of each row's target class, without a graph, in eval mode."""
-    with evaluation_mode(model), no_grad():
-        output = model(Tensor(images))
-        y, _, _ = class_scores(output, target, score)
+    y, _, _ = class_scores(Tensor(predict(model, images)), target, score)
     return y.data
 
 

@@ -5,9 +5,9 @@ enough to rebuild anywhere: a torch-style Sequential of named layers
 (architecture.py), a batch of 2-3 images (N, C, H, W) in float64, one target
 class per image, and one layer to explain. Between them the cases cover every
 method in minicam.cam.METHODS and the situations where implementations drift
-apart (shared/research/peers.md, sections B and E):
+apart (docs/peers.md, each method's section, and its silent disagreements):
 
-  captum_toy   captum's BasicModel_ConvNet_One_Conv (peers.md B.2), explained at the
+  captum_toy   captum's BasicModel_ConvNet_One_Conv (docs/peers.md, Grad-CAM), explained at the
                conv layer BEFORE its ReLU (signed activations), with captum's published
                Grad-CAM map [[11.25, 13.5], [20.25, 22.5]] for image 0; 2x2 maps -> 4x4.
   gap_net      conv-relu-conv-relu-GAP-Linear: CAM applies (and equals h*w Grad-CAM);
@@ -23,7 +23,7 @@ The meaning of a map (the keys of the expected files and of a results file):
 
   <method>/raw       the method's map at the layer's resolution (N, h, w): the method's
                      formula with its own final ReLU where its paper has one
-                     (minicam.cam.registry.HAS_FINAL_RELU), nothing else. Guided
+                     (minicam.cam.REGISTRY[method].final_relu), nothing else. Guided
                      backpropagation and Guided Grad-CAM are at the input's size.
   <method>/<preset>  explain(..., convention=<preset>): the raw map (before its ReLU),
                      then the preset's ReLU, resizing to (H, W) and normalisation
@@ -40,9 +40,8 @@ import numpy as np
 from minicam import nn
 from minicam.cam.capture import predict
 from minicam.cam.conventions import PRESETS, postprocess
-from minicam.cam.registry import HAS_FINAL_RELU, METHODS
-
-STAGES = ("raw",) + tuple(PRESETS)
+from minicam.cam.registry import METHODS, REGISTRY
+from minicam.conformance.format import STAGES
 
 
 @dataclass
@@ -108,7 +107,7 @@ def captum_toy() -> Case:
         "captum_toy", "captum's toy conv net, explained at the conv layer before its ReLU (signed activations)",
         model, x, np.array([0, 0]), "conv1",
         published={"gradcam/raw": np.array([[11.25, 13.5], [20.25, 22.5]])},  # image 0; all positive, so = ReLU'd
-        sources="captum tests/attr/layer/test_grad_cam.py (test_simple_input_conv); peers.md B.2",
+        sources="captum tests/attr/layer/test_grad_cam.py (test_simple_input_conv); docs/peers.md, Grad-CAM",
     )
 
 
@@ -127,7 +126,7 @@ def gap_net() -> Case:
     x = rng.standard_normal((3, 3, 8, 8))
     return Case("gap_net", "conv-relu-conv-relu-GAP-Linear: CAM applies; the layer has the input's size",
                 model, x, _mixed_targets(model, x), "relu2",
-                sources="CAM = h w Grad-CAM = HiResCAM on a GAP head (peers.md B.1, B.3)")
+                sources="CAM = h w Grad-CAM = HiResCAM on a GAP head (docs/peers.md, CAM; HiResCAM and Grad-CAM element-wise)")
 
 
 def flatten_net() -> Case:
@@ -174,7 +173,7 @@ def bn_net() -> Case:
     x = rng.standard_normal((3, 3, 8, 8))
     return Case("bn_net", "conv-BatchNorm-relu blocks, GAP head, BatchNorm in eval mode; 4x4 maps -> 8x8",
                 model, x, _mixed_targets(model, x), "relu2",
-                sources="torchvision-style conv-bn-relu blocks; eval mode as every peer sets (peers.md B.0)")
+                sources="torchvision-style conv-bn-relu blocks; eval mode as every peer sets (docs/peers.md, Shared plumbing)")
 
 
 def tiny_maps() -> Case:
@@ -193,7 +192,7 @@ def tiny_maps() -> Case:
     x = 1e-3 * rng.standard_normal((2, 3, 8, 8))
     return Case("tiny_maps", "a bias-free net on inputs of order 1e-3: maps of order 1e-4, where an eps shows",
                 model, x, _mixed_targets(model, x), "relu2",
-                sources="the normalisation eps of each peer (peers.md E.5)")
+                sources="the normalisation eps of each peer (docs/peers.md, silent disagreements 5)")
 
 
 def _mixed_targets(model, x):
@@ -256,9 +255,7 @@ def method_map(case: Case, method: str, final_relu: bool = True, model=None, tar
     function = METHODS[method]
     model = case.model if model is None else model
     targets = case.targets if targets is None else targets
-    if HAS_FINAL_RELU[method]:
-        options["relu"] = final_relu
-    return function(model, case.x, case.layer, targets, **options)
+    return function(model, case.x, case.layer, targets, relu=final_relu and REGISTRY[method].final_relu, **options)
 
 
 def finish(pre_relu: np.ndarray, case: Case, stage: str, has_relu: bool) -> np.ndarray:
@@ -275,7 +272,7 @@ def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
     for method in case.methods:
         pre = method_map(case, method, final_relu=False)
         for stage in STAGES:
-            maps[f"{method}/{stage}"] = finish(pre, case, stage, HAS_FINAL_RELU[method])
+            maps[f"{method}/{stage}"] = finish(pre, case, stage, REGISTRY[method].final_relu)
     return maps
 
 

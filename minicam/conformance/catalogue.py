@@ -2,7 +2,7 @@
 
 A map that disagrees with minicam usually does so for a reason someone has
 met before: a library's convention, a version's bug, a tutorial's shortcut
-(shared/research/peers.md, sections B and E). Each such reason is a Variant: a
+(docs/peers.md gathers them). Each such reason is a Variant: a
 named, documented function that recomputes the map the way that variant
 would, from the case's net, with minicam's capture and conventions.
 

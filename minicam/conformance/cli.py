@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minicam.conformance.export import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, CaseDataError, export_cases
+from minicam.conformance.export import CaseDataError, export_cases
+from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE
 
 
 def export_cases_main(argv) -> int:

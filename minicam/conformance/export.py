@@ -21,17 +21,13 @@ from pathlib import Path
 import numpy as np
 
 import minicam
-from minicam.cam.conventions import PRESET_NOTES
-from minicam.cam.registry import HAS_FINAL_RELU
+from minicam.cam.registry import REGISTRY
 from minicam.conformance.architecture import build, describe
-from minicam.conformance.cases import STAGES, Case, expected_maps, smoothgrad_noise, suite
-
-FORMAT = "minicam-conformance-cases"
-VERSION = 1
-DEFAULT_TOLERANCE = 1e-6
-DEFAULT_FLOAT32_TOLERANCE = 1e-4
-RAW_NOTE = ("the method's map at the layer's resolution (N, h, w), with the method's own final ReLU "
-            "(where its paper has one), not resized, not normalised")
+from minicam.conformance.cases import Case, expected_maps, smoothgrad_noise, suite
+from minicam.conformance.format import (
+    DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, ERROR_MEASURE, FORMAT, KEY, STAGES, VERSION, stage_note,
+)
+from minicam.conformance.readme import readme
 
 
 class CaseDataError(ValueError):
@@ -53,15 +49,11 @@ def export_cases(directory, cases=None) -> Path:
         "version": VERSION,
         "minicam": minicam.__version__,
         "cases": [case.name for case in cases],
-        "key": "<case>/<method>/<stage>",
-        "stages": {"raw": RAW_NOTE, **{preset: PRESET_NOTES[preset] for preset in STAGES[1:]}},
-        "tolerance": {"float64": DEFAULT_TOLERANCE, "float32": DEFAULT_FLOAT32_TOLERANCE,
-                      "measure": "max over images of max|result - expected| / max|expected| (absolute where "
-                                 "the expected map is all zeros)"},
+        "key": KEY,
+        "stages": {stage: stage_note(stage) for stage in STAGES},
+        "tolerance": {"float64": DEFAULT_TOLERANCE, "float32": DEFAULT_FLOAT32_TOLERANCE, "measure": ERROR_MEASURE},
     }
     (directory / "index.json").write_text(json.dumps(index, indent=1) + "\n")
-    from minicam.conformance.readme import readme  # the README lists the cases, presets and variants
-
     (directory / "README.md").write_text(readme(cases, expected))
     return directory
 
@@ -77,7 +69,7 @@ def _export_case(folder: Path, case: Case, expected: dict):
         "input_shape": list(case.x.shape),
         "targets": [int(t) for t in case.targets],
         "methods": list(case.methods),
-        "has_final_relu": {method: HAS_FINAL_RELU[method] for method in case.methods},
+        "has_final_relu": {method: REGISTRY[method].final_relu for method in case.methods},
         "shapes": {method: {"raw": list(expected[f"{method}/raw"].shape),
                             "presets": list(expected[f"{method}/minicam"].shape)} for method in case.methods},
         "options": case.options,

@@ -3,40 +3,9 @@ to produce a results file. Generated, so that it lists the cases, presets and va
 exactly as exported."""
 from __future__ import annotations
 
-from minicam.cam.conventions import PRESET_NOTES
-from minicam.cam.registry import HAS_FINAL_RELU
-from minicam.conformance.cases import STAGES
-
-# What each method's expected map is, precisely enough to reproduce it (minicam.cam's docstrings
-# have the derivations). A, g = dy/dA, sums over positions (i, j), Z = h * w.
-METHOD_NOTES = {
-    "cam": "sum_k W[c, k] A_k with W the final Linear layer's weight (Zhou et al. 2016); no ReLU, no bias",
-    "gradcam": "ReLU(sum_k mean_ij(g_k) A_k) (Selvaraju et al. 2017, eq. 1-2)",
-    "gradcam++": "ReLU(sum_k w_k A_k), w_k = sum_ij alpha_kij ReLU(g_kij), alpha = 1 / (2 + g sum_ab A_kab) (eq. 19) "
-                 "where g > 0 and that denominator is > 0, else 0; no exp(S) factor, no renormalisation of alpha",
-    "gradcam+": "ReLU(sum_k mean_ij(ReLU(g_k)) A_k) (Lerma & Lucas 2022)",
-    "hirescam": "ReLU(sum_k g_k * A_k) (Draelos & Carin 2020)",
-    "gradcam-elementwise": "sum_k ReLU(g_k * A_k) (pytorch-grad-cam's GradCAMElementWise); no final ReLU",
-    "xgradcam": "ReLU(sum_k w_k A_k), w_k = sum_ij(g A) / sum_ij(A), and w_k = 0 where sum_ij(A) <= 0 (no eps)",
-    "layercam": "ReLU(sum_k ReLU(g_k) * A_k) (Jiang et al. 2021)",
-    "scorecam": "ReLU(sum_k alpha_k A_k), alpha = softmax over k of C_k, C_k = p(X * H_k) - p(0), p the target's "
-                "softmax probability, H_k = min-max (exact; a constant channel gives 0) of A_k upsampled bilinearly "
-                "(half-pixel) to the input size, the same mask for every colour channel (Wang et al. 2020, Algorithm 1)",
-    "ablationcam": "ReLU(sum_k w_k A_k), w_k = (y - y_k) / |y|, y_k the logit with channel k of the layer set to 0 "
-                   "(Desai & Ramaswamy 2020; |y| so that a negative logit does not flip the map)",
-    "eigencam": "per image, O = A as (h*w, K), uncentred; the map is O v1 (v1 the first right singular vector), signed so "
-                "that its sum is positive (if the sum is 0 to rounding: its largest-|.| element positive); no ReLU",
-    "eigengradcam": "eigencam of g * A",
-    "smoothgradcam++": "Grad-CAM++ with derivatives averaged over noisy inputs x + noise[s] (noise in inputs.npz): "
-                       "D_p = mean_s exp(S_s - max_s S_s) g_s^p for p = 1, 2, 3; alpha = D2 / (2 D2 + sum_ab A_ab D3) "
-                       "where D1 > 0 and alpha > 0, else 0; w_k = sum_ij alpha ReLU(D1); A of the clean input; "
-                       "the target class is the case's",
-    "guided-backprop": "the gradient of the logit with respect to the input with every nn.ReLU passing back only "
-                       "positive gradients where its input was positive (Springenberg et al. 2015), then max over the "
-                       "colour channels of |value|: (N, H, W)",
-    "guided-gradcam": "guided backpropagation (N, C, H, W) times Grad-CAM (with ReLU) upsampled bilinearly (half-pixel) "
-                      "to the input size and min-max normalised per image, then max over colour channels of |value|",
-}
+from minicam.cam.registry import REGISTRY
+from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, ERROR_MEASURE, STAGES, stage_note
+from minicam.conformance.variants import CATALOGUE
 
 
 def readme(cases, expected) -> str:
@@ -50,7 +19,7 @@ def readme(cases, expected) -> str:
         "every case, save its maps in one `.npz` file, and let minicam say whether they match and, if not,",
         "which known convention or mistake explains the difference:",
         "",
-        "    python -m minicam verify results.npz --cases THIS_FOLDER [--json] [--tolerance 1e-6]",
+        f"    python -m minicam verify results.npz --cases THIS_FOLDER [--json] [--tolerance {DEFAULT_TOLERANCE:g}]",
         "",
         "## Files",
         "",
@@ -77,12 +46,12 @@ def readme(cases, expected) -> str:
         "",
         "## Stages: what a map means",
         "",
-        "- `raw`: " + _raw_note(),
+        f"- `raw`: {stage_note('raw')}.",
         "- `<preset>`: the map before the method's final ReLU, then the preset's ReLU, resize to the input's size",
         "  (H, W) and per-image normalisation, in float64 (minicam's `explain(..., convention=preset)`):",
         "",
     ]
-    lines += [f"  - `{preset}`: {PRESET_NOTES[preset]}" for preset in STAGES[1:]]
+    lines += [f"  - `{preset}`: {stage_note(preset)}" for preset in STAGES[1:]]
     lines += [
         "",
         "  The expected maps are float64 for every preset, `pytorch-grad-cam` included (that library",
@@ -98,12 +67,12 @@ def readme(cases, expected) -> str:
         "(part of its `raw` map).",
         "",
     ]
-    lines += [f"- `{method}`{' (ReLU)' if HAS_FINAL_RELU[method] else ''}: {note}" for method, note in METHOD_NOTES.items()]
+    lines += [f"- `{m.name}`{' (ReLU)' if m.final_relu else ''}: {m.summary} ({m.paper})" for m in REGISTRY.values()]
     lines += ["", "## Cases", "", "| case | layer | images | input | layer map | methods | what it tests |", "|---|---|---|---|---|---|---|"]
     for case in cases:
         layer_shape = expected[case.name]["gradcam/raw"].shape[1:]
-        methods = "all" if len(case.methods) == len(METHOD_NOTES) else "all but " + ", ".join(
-            m for m in METHOD_NOTES if m not in case.methods)
+        methods = "all" if len(case.methods) == len(REGISTRY) else "all but " + ", ".join(
+            m for m in REGISTRY if m not in case.methods)
         lines.append(f"| `{case.name}` | `{case.layer}` | {len(case.x)} | {tuple(case.x.shape[1:])} | "
                      f"{tuple(layer_shape)} | {methods} | {case.description} |")
     lines += [
@@ -115,11 +84,11 @@ def readme(cases, expected) -> str:
         "- key `<case>/<method>/<stage>`, e.g. `gap_net/gradcam/raw` or `bn_net/gradcam++/torchcam`;",
         "- value: the maps of all the case's images, shape (N, h, w) for `raw` (the layer's resolution; the",
         "  guided methods are at the input's size) and (N, H, W) for a preset (`case.json` lists the shapes);",
-        "- dtype float64 (tolerance 1e-6) or float32 (tolerance 1e-4). Other dtypes, other shapes, NaN",
+        f"- dtype float64 (tolerance {DEFAULT_TOLERANCE:g}) or float32 (tolerance {DEFAULT_FLOAT32_TOLERANCE:g}). "
+        "Other dtypes, other shapes, NaN",
         "  or infinite values are reported as INVALID; unknown keys as UNKNOWN; both are failures.",
         "",
-        "The error of a map is, for each image, `max|result - expected| / max|expected|` (absolute where the",
-        "expected map is all zeros); the largest over the images. PASS if it is at most the tolerance.",
+        f"The error of a map is the {ERROR_MEASURE}. PASS if it is at most the tolerance.",
         "For a FAIL, verify recomputes the map with each known variant (below), and with each pair of a",
         "method variant and a pipeline variant, and names those that reproduce your map. Maps you do not",
         "submit are listed, not failed (`--require-all` fails them). Exit status: 0 if everything passed,",
@@ -139,12 +108,10 @@ def readme(cases, expected) -> str:
         "## Known variants and mistakes (what verify looks for)",
         "",
         "A `method` variant changes how the map is computed at the layer; a `pipeline` variant changes the",
-        "steps after it (ReLU, resize, normalisation). `peers.md` is minicam's survey of these libraries",
-        "(shared/research/peers.md in the minicam repository); the other sources are the libraries' files.",
+        "steps after it (ReLU, resize, normalisation). `docs/peers.md` is minicam's survey of these libraries",
+        "(in the minicam repository, with each library's file and version); the other sources are the libraries' files.",
         "",
     ]
-    from minicam.conformance.variants import CATALOGUE
-
     for variant in CATALOGUE.values():
         if variant.name.startswith("method-"):
             continue
@@ -152,12 +119,6 @@ def readme(cases, expected) -> str:
         lines.append(f"- `{variant.name}` ({variant.kind}){scope}: {variant.summary}. Source: {variant.source}.")
     lines += ["- `method-<name>` (method): the map of another method altogether.", ""]
     return "\n".join(lines)
-
-
-def _raw_note():
-    from minicam.conformance.export import RAW_NOTE
-
-    return RAW_NOTE + "."
 
 
 # The example the README shows; a test runs it on an exported folder and verifies its output.

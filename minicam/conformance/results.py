@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from minicam.cam.registry import METHODS
-from minicam.conformance.cases import STAGES
+from minicam.conformance.format import STAGES
 from minicam.conformance.report import Entry
 
 

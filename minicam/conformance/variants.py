@@ -9,7 +9,7 @@ Import this module (not the two variant files) to get the full catalogue.
 """
 from __future__ import annotations
 
-from minicam.cam.registry import HAS_FINAL_RELU
+from minicam.cam.registry import REGISTRY
 from minicam.conformance import variants_methods, variants_pipeline  # noqa: F401  (they fill CATALOGUE)
 from minicam.conformance.cases import finish
 from minicam.conformance.catalogue import CATALOGUE, Lab, Variant, as_map
@@ -29,7 +29,7 @@ def candidates(lab: Lab, method: str, stage: str):
     """Yield (names, map) for every variant that applies to this key: first each single
     variant (method variants, then pipeline variants), then each pair (method variant,
     pipeline variant): the maps those variants would have produced."""
-    has_relu = HAS_FINAL_RELU[method]
+    has_relu = REGISTRY[method].final_relu
     pre = lab.pre(method)
     varied = []
     for variant in method_variants(method):
@@ -57,7 +57,7 @@ def recompute(names, lab: Lab, method: str, stage: str):
     kinds = [v.kind for v in variants]
     if kinds not in (["method"], ["pipeline"], ["method", "pipeline"]):
         raise ValueError(f"a recomputation takes one variant, or a method variant then a pipeline variant; got {names}")
-    has_relu = HAS_FINAL_RELU[method]
+    has_relu = REGISTRY[method].final_relu
     pre = lab.pre(method)
     if variants[0].kind == "method":
         if variants[0].methods is not None and method not in variants[0].methods:

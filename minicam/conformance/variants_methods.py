@@ -2,7 +2,7 @@
 
 Each function recomputes, for one case, the map (before the method's final
 ReLU) the way a known implementation or a known mistake computes it. Sources
-are shared/research/peers.md (section and library file) unless stated.
+are in docs/peers.md (each method's section names the library file) unless stated.
 Signature: f(lab, method) -> map (N, h, w), or (map, has_final_relu), or None
 where the variant does not apply to this case.
 """
@@ -14,16 +14,21 @@ import numpy as np
 
 from minicam import nn, ops
 from minicam.autograd import Tensor, enable_grad, grad
-from minicam.cam.capture import class_scores, evaluation_mode, predict, weighted_sum
+from minicam.cam.capture import class_scores, evaluation_mode, predict
 from minicam.cam.conventions import normalize_maps, resize_maps
-from minicam.cam.guided import guided_gradients
-from minicam.cam.registry import HAS_FINAL_RELU, METHODS
+from minicam.cam.guided import guided_gradcam_map, input_gradients, reduce_channels
+from minicam.cam.maps import positive, weighted_sum
+from minicam.cam.registry import REGISTRY
 from minicam.conformance.catalogue import register
-from minicam.conformance.formulas import FORMULAS, relu
 
-GRADIENT = tuple(FORMULAS)  # the methods computed from A and g alone
+GRADIENT = tuple(name for name, m in REGISTRY.items() if m.from_gradients)  # maps from A and g alone
 GUIDED = ("guided-backprop", "guided-gradcam")
-CLASS_DEPENDENT = tuple(m for m in METHODS if m != "eigencam")
+CLASS_DEPENDENT = tuple(m for m in REGISTRY if m != "eigencam")
+
+
+def formula(method, A, g, **options):
+    """The method's own formula (minicam.cam) on these A and g, before its final ReLU."""
+    return REGISTRY[method].formula(A, g, relu=False, **options)
 
 
 def _per_image(values):
@@ -36,34 +41,34 @@ def _per_image(values):
 
 
 @register("softmax-score", "method", "gradients of the softmax probability instead of the logit",
-          "peers.md B.0 and E.6: the papers and every peer differentiate the pre-softmax logit; a model "
+          "docs/peers.md, Shared plumbing; silent disagreements 6: the papers and every peer differentiate the pre-softmax logit; a model "
           "that ends in a softmax (or a score taken after it) gives this", GRADIENT + GUIDED + ("ablationcam",))
 def softmax_score(lab, method):
     """y = softmax(S)_c instead of the logit S_c: g = p_c (dS_c/dA - sum_j p_j dS_j/dA)."""
-    if method in FORMULAS:
+    if method in GRADIENT:
         A, g, _ = lab.activations_and_gradients("softmax")
-        return FORMULAS[method](A, g)
+        return formula(method, A, g)
     return lab.pre(method, score="softmax")
 
 
 @register("exp-score", "method", "gradients of exp(logit) instead of the logit",
-          "Grad-CAM++ eq. 19 takes Y = exp(S) (peers.md B.4); applied naively it multiplies g by exp(S) "
+          "Grad-CAM++ eq. 19 takes Y = exp(S) (docs/peers.md, Grad-CAM++); applied naively it multiplies g by exp(S) "
           "before the method's formula", GRADIENT + GUIDED)
 def exp_score(lab, method):
     """g -> exp(S) g, the true exp(S) of each image's logit (not shifted)."""
     A, g, S = lab.activations_and_gradients("logit")
     scale = np.exp(S)
-    if method in FORMULAS:
-        return FORMULAS[method](A, g * scale[:, None, None, None])
+    if method in GRADIENT:
+        return formula(method, A, g * scale[:, None, None, None])
     return lab.pre(method) * _per_image(scale)  # guided maps are linear in the score's gradient
 
 
 @register("negated-score", "method", "gradients of -y: the counterfactual map (Selvaraju et al. Section 5)",
-          "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (peers.md A)", GRADIENT)
+          "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (docs/peers.md, Versions and sources)", GRADIENT)
 def negated_score(lab, method):
     """g -> -g in the method's formula: the map of what LOWERS the score."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return FORMULAS[method](A, -g)
+    return formula(method, A, -g)
 
 
 @register("predicted-class", "method", "the predicted class (argmax) explained instead of the given target",
@@ -88,7 +93,7 @@ def first_target_for_all(lab, method):
 
 @register("batch-mean-gradients", "method", "Grad-CAM weights averaged over the batch as well as the positions",
           "keras-io examples/vision/grad_cam.py: reduce_mean(grads, axis=(0, 1, 2)), valid for one image only "
-          "(peers.md B.0, B.2)", ("gradcam",))
+          "(docs/peers.md, Shared plumbing; Grad-CAM)", ("gradcam",))
 def batch_mean_gradients(lab, method):
     """w_k = mean over (n, i, j) of g: one set of weights for the whole batch."""
     A, g, _ = lab.activations_and_gradients("logit")
@@ -130,7 +135,7 @@ def batchnorm_train_mode(lab, method):
 
 
 # ----------------------------------------------------------------------------
-# Grad-CAM++ (peers.md B.4 and E.1): at least five formulas in the wild
+# Grad-CAM++ (docs/peers.md, Grad-CAM++; silent disagreements 1): at least five formulas in the wild
 # ----------------------------------------------------------------------------
 
 
@@ -161,30 +166,30 @@ def gradcampp_alpha_renormalised(lab, method):
 
 @register("gradcampp-authors-code", "method",
           "the authors' code: alpha renormalised over positive-gradient positions, weights ReLU(exp(S) g), no pole rule",
-          "adityac94/Grad_CAM_plus_plus misc/utils.py grad_CAM_plus (peers.md B.4)", ("gradcam++",))
+          "adityac94/Grad_CAM_plus_plus misc/utils.py grad_CAM_plus (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_authors_code(lab, method):
     """alpha = g^2 / (2 g^2 + sum(A) g^3) (1 as denominator where it is 0), renormalised over g > 0;
     w_k = sum_ij alpha ReLU(exp(S) g)."""
     A, g, S = lab.activations_and_gradients("logit")
     alpha = _renormalise(_eq19_unguarded(A, g), over=g > 0)
-    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
 
 
 @register("gradcampp-tf-keras-vis", "method",
           "alpha renormalised over ALL positions (not only g > 0), weights ReLU(exp(S) g)",
-          "tf-keras-vis gradcam_plus_plus.py (peers.md B.4)", ("gradcam++",))
+          "tf-keras-vis gradcam_plus_plus.py (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_tf_keras_vis(lab, method):
     """alpha = g^2 / (2 g^2 + sum(A) g^3) (0 where g = 0), divided by its sum over ALL positions
     (by 1 if that sum is 0); w_k = sum_ij alpha ReLU(exp(S) g)."""
     A, g, S = lab.activations_and_gradients("logit")
     alpha = _renormalise(_eq19_unguarded(A, g), over=np.ones_like(g, dtype=bool))
-    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
 
 
 @register("gradcampp-sum-g3A", "method",
           "the denominator 2 g^2 + sum_ij(g^3 A) (a sum over the product) instead of 2 g^2 + sum_ij(A) g^3",
           "1Konny/gradcam_plus_plus-pytorch issue #2 / PR #3, yiskw713 issue #2; torchcam's formula had its "
-          "division worked (peers.md B.4)", ("gradcam++",))
+          "division worked (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_sum_g3A(lab, method):
     """alpha = g^2 / (2 g^2 + sum_ij(g^3 A)) where g != 0. On a GAP head g is constant over the
     positions of a channel, so sum(g^3 A) = g^3 sum(A) and this equals eq. 19 there."""
@@ -192,7 +197,7 @@ def gradcampp_sum_g3A(lab, method):
     denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
     usable = (g != 0) & (denominator != 0)
     alpha = np.where(usable, g**2 / np.where(usable, denominator, 1), 0.0)
-    return _gradcampp_map(A, relu(g), alpha)
+    return _gradcampp_map(A, positive(g), alpha)
 
 
 @register("gradcampp-1konny", "method",
@@ -203,26 +208,26 @@ def gradcampp_1konny(lab, method):
     A, g, S = lab.activations_and_gradients("logit")
     denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
     alpha = g**2 / (np.where(denominator != 0, denominator, 1) + 1e-7)
-    return _gradcampp_map(A, relu(np.exp(S)[:, None, None, None] * g), alpha)
+    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
 
 
 @register("torchcam-0.5.0-gradcampp", "method",
           "no-op alpha division: alpha = g^2, weights sum_ij g^2 ReLU(g) = sum_ij ReLU(g)^3",
           "torchcam 0.3.2-0.5.0 methods/gradient.py GradCAMpp._get_weights: alpha[mask].div_(...) divides a "
-          "copy made by boolean indexing (peers.md B.4)", ("gradcam++",))
+          "copy made by boolean indexing (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def torchcam_gradcampp(lab, method):
     """w_k = sum_ij g^2 ReLU(g): the alpha torchcam meant to divide is never divided."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, relu(g), g**2)
+    return _gradcampp_map(A, positive(g), g**2)
 
 
 @register("gradcampp-pytorch-grad-cam", "method",
           "eq. 19 with 1e-6 added to the denominator, alpha = 0 where g = 0, no pole rule",
-          "pytorch-grad-cam grad_cam_plusplus.py (peers.md B.4)", ("gradcam++",))
+          "pytorch-grad-cam grad_cam_plusplus.py (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_pytorch_grad_cam(lab, method):
     """alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0; w_k = sum_ij alpha ReLU(g)."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, relu(g), _eq19_unguarded(A, g, eps=1e-6))
+    return _gradcampp_map(A, positive(g), _eq19_unguarded(A, g, eps=1e-6))
 
 
 @register("gradcampp-unguarded", "method",
@@ -231,11 +236,11 @@ def gradcampp_pytorch_grad_cam(lab, method):
 def gradcampp_unguarded(lab, method):
     """alpha = g^2 / (2 g^2 + sum(A) g^3) where g != 0, even where 2 + g sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, relu(g), _eq19_unguarded(A, g))
+    return _gradcampp_map(A, positive(g), _eq19_unguarded(A, g))
 
 
 # ----------------------------------------------------------------------------
-# XGrad-CAM (peers.md B.5)
+# XGrad-CAM (docs/peers.md, XGrad-CAM)
 # ----------------------------------------------------------------------------
 
 
@@ -244,7 +249,7 @@ def gradcampp_unguarded(lab, method):
 def xgradcam_eps_1e7(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-7), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return FORMULAS["xgradcam"](A, g, eps=1e-7)
+    return formula("xgradcam", A, g, eps=1e-7)
 
 
 @register("xgradcam-eps-1e-8", "method", "weights sum(g A) / (sum(A) + 1e-8) for every channel",
@@ -252,11 +257,11 @@ def xgradcam_eps_1e7(lab, method):
 def xgradcam_eps_1e8(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-8), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return FORMULAS["xgradcam"](A, g, eps=1e-8)
+    return formula("xgradcam", A, g, eps=1e-8)
 
 
 # ----------------------------------------------------------------------------
-# Score-CAM (peers.md B.7 and E.6-7); minicam's default is the paper's Algorithm 1
+# Score-CAM (docs/peers.md, Score-CAM, SS-CAM and IS-CAM; silent disagreements 6-7); minicam's default is the paper's Algorithm 1
 # ----------------------------------------------------------------------------
 
 
@@ -294,7 +299,7 @@ for _name, (_summary, _source, _function) in {
 
 
 # ----------------------------------------------------------------------------
-# Eigen-CAM (peers.md B.8): the SVD's sign and the centring
+# Eigen-CAM (docs/peers.md, Eigen-CAM and EigenGrad-CAM): the SVD's sign and the centring
 # ----------------------------------------------------------------------------
 
 EIGEN = ("eigencam", "eigengradcam")
@@ -322,7 +327,7 @@ def eigen_centred_flipped(lab, method):
 
 
 # ----------------------------------------------------------------------------
-# Ablation-CAM (peers.md B.9)
+# Ablation-CAM (docs/peers.md, Ablation-CAM)
 # ----------------------------------------------------------------------------
 
 
@@ -346,7 +351,7 @@ def ablation_no_division(lab, method):
 
 
 @register("cam-mean-over-positions", "method", "sum_k (W_ck / (h w)) A_k: Grad-CAM's weights on a GAP head, no ReLU",
-          "captum LayerGradCam on a GAP head (relu_attributions=False) returns CAM / (h w) (peers.md B.1)", ("cam",))
+          "captum LayerGradCam on a GAP head (relu_attributions=False) returns CAM / (h w) (docs/peers.md, CAM)", ("cam",))
 def cam_mean_over_positions(lab, method):
     """CAM divided by the number of positions h w."""
     pre = lab.pre("cam")
@@ -361,26 +366,14 @@ def guided_channel_sum(lab, method):
     return lab.pre(method, channel_reduction="sum")
 
 
-def input_gradients(model, x, targets):
-    """The plain gradient d y / d x (N, C, H, W): no guided ReLUs."""
-    with evaluation_mode(model), enable_grad():
-        image = Tensor(x, requires_grad=True)
-        y, _, _ = class_scores(model(image), targets, "logit")
-        (gradients,) = grad(y.sum(), image, allow_unused=True)
-    return np.zeros_like(x) if gradients is None else gradients.data
-
-
 @register("plain-gradient", "method", "the plain input gradient instead of guided backpropagation",
           "vanilla saliency (Simonyan et al. 2014) in place of Springenberg et al.'s guided ReLUs", GUIDED)
 def plain_gradient(lab, method):
     """max over colour channels of |d y / d x| (times the normalised Grad-CAM for guided-gradcam)."""
-    case = lab.case
-    gradients = input_gradients(case.model, case.x, case.targets)
+    gradients, _ = input_gradients(lab.case.model, lab.case.x, lab.case.targets, guided=False)
     if method == "guided-gradcam":
-        coarse = lab.pre("gradcam")
-        fine = normalize_maps(resize_maps(relu(coarse), case.size, "bilinear"), "minmax")
-        gradients = gradients * fine[:, None]
-    return np.abs(gradients).max(axis=1)
+        return guided_gradcam_map(gradients, positive(lab.pre("gradcam")))
+    return reduce_channels(gradients, "max-abs")
 
 
 @register("captum-guided-gradcam", "method",
@@ -390,9 +383,9 @@ def plain_gradient(lab, method):
 def captum_guided_gradcam(lab, method):
     """max over colour channels of |guided gradients * nearest-upsampled ReLU(Grad-CAM)|."""
     case = lab.case
-    coarse = relu(lab.pre("gradcam"))
-    guided = guided_gradients(case.model, case.x, case.targets)
-    return np.abs(guided * resize_maps(coarse, case.size, "nearest")[:, None]).max(axis=1)
+    coarse = positive(lab.pre("gradcam"))
+    guided, _ = input_gradients(case.model, case.x, case.targets)
+    return reduce_channels(guided * resize_maps(coarse, case.size, "nearest")[:, None], "max-abs")
 
 
 # ----------------------------------------------------------------------------
@@ -404,12 +397,12 @@ def _another_method(other):
     def variant(lab, method):
         if other == method or other not in lab.case.methods or lab.pre(other).shape != lab.pre(method).shape:
             return None  # the same method, one that does not apply, or one at another resolution
-        return lab.pre(other), HAS_FINAL_RELU[other]
+        return lab.pre(other), REGISTRY[other].final_relu
     variant.__doc__ = f"minicam's {other} map (with {other}'s own final ReLU rule)"
     return variant
 
 
-for _other in METHODS:
+for _other in REGISTRY:
     register(f"method-{_other}", "method", f"the map of {_other}, not of the method in the key",
              "a mix-up of methods, or two methods equal on this case (e.g. Grad-CAM = HiResCAM on a GAP head)",
              )(_another_method(_other))

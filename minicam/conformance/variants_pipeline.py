@@ -3,7 +3,7 @@
 A key's stage says what happens after the method's map (cases.finish): for
 "raw", only the method's final ReLU; for a preset, the preset's ReLU, resize
 and normalisation (minicam.cam.conventions). Peers and tutorials differ in
-exactly these steps (shared/research/peers.md B.0 and E.2-5, E.12), so each
+exactly these steps (docs/peers.md, Shared plumbing; silent disagreements 2-5; silent disagreements 12), so each
 difference is a variant here. The steps are written as a list, so a variant
 can move or replace one step and keep the others:
 
@@ -62,7 +62,7 @@ def _with(stage, lab, pre, has_relu, **changes):
 
 
 @register("missing-relu", "pipeline", "no ReLU where the method (or the preset) has one",
-          "captum LayerGradCam's default relu_attributions=False; torchcam CAM (peers.md B.0, E.2)")
+          "captum LayerGradCam's default relu_attributions=False; torchcam CAM (docs/peers.md, Shared plumbing; silent disagreements 2)")
 def missing_relu(pre, lab, stage, has_relu):
     """raw: the map before the method's ReLU; a preset: the preset with relu="none"."""
     if stage == "raw":
@@ -101,7 +101,7 @@ def normalise_before_relu(pre, lab, stage, has_relu):
 
 
 @register("per-batch-normalisation", "pipeline", "one min and max for the whole batch instead of per image",
-          "none of the peers (they all normalise per image, peers.md E.5); a common hand-written mistake")
+          "none of the peers (they all normalise per image, docs/peers.md, silent disagreements 5); a common hand-written mistake")
 def per_batch_normalisation(pre, lab, stage, has_relu):
     """The preset's steps with each normalisation taken over all images at once."""
     pipeline = preset_pipeline(stage) if stage != "raw" else None
@@ -118,7 +118,7 @@ def per_batch_normalisation(pre, lab, stage, has_relu):
 
 
 @register("max-normalisation", "pipeline", "divided by the max, without subtracting the min",
-          "keras-io grad_cam.py (relu(h) / max(h)); the Grad-CAM++ authors' cam / max(cam) (peers.md B.0)")
+          "keras-io grad_cam.py (relu(h) / max(h)); the Grad-CAM++ authors' cam / max(cam) (docs/peers.md, Shared plumbing)")
 def max_normalisation(pre, lab, stage, has_relu):
     """The preset with normalize="max" (x / max)."""
     return None if stage == "raw" else _with(stage, lab, pre, has_relu, normalize="max")
@@ -144,7 +144,7 @@ def torchcam_normalized(pre, lab, stage, has_relu):
 
 
 @register("no-normalisation", "pipeline", "not normalised where the preset normalises",
-          "captum returns unnormalised maps (peers.md B.0)")
+          "captum returns unnormalised maps (docs/peers.md, Shared plumbing)")
 def no_normalisation(pre, lab, stage, has_relu):
     """The preset with normalize="none"."""
     return None if stage == "raw" else _with(stage, lab, pre, has_relu, normalize="none")
@@ -160,15 +160,15 @@ def _eps(value, who):
 
 
 register("eps-1e-7", "pipeline", "1e-7 added to the range (max - min + 1e-7)",
-         "pytorch-grad-cam scale_cam_image, tf-keras-vis normalize (peers.md E.5)")(_eps(1e-7, "pytorch-grad-cam"))
+         "pytorch-grad-cam scale_cam_image, tf-keras-vis normalize (docs/peers.md, silent disagreements 5)")(_eps(1e-7, "pytorch-grad-cam"))
 register("eps-1e-8", "pipeline", "1e-8 added to the range (max - min + 1e-8)",
-         "torchcam _normalize (peers.md E.5)")(_eps(1e-8, "torchcam"))
+         "torchcam _normalize (docs/peers.md, silent disagreements 5)")(_eps(1e-8, "torchcam"))
 register("eps-none", "pipeline", "exact scaling, no eps added to the range",
-         "minicam's own preset; keras-io, the CAM and Grad-CAM++ authors (peers.md E.5)")(_eps(None, "exact"))
+         "minicam's own preset; keras-io, the CAM and Grad-CAM++ authors (docs/peers.md, silent disagreements 5)")(_eps(None, "exact"))
 
 
 @register("uint8-before-resize", "pipeline", "min-max normalised and quantised to uint8 (255 levels) before resizing",
-          "the CAM authors' pytorch_CAM.py: np.uint8(255 * cam) before cv2.resize (peers.md B.1, E.12); here the "
+          "the CAM authors' pytorch_CAM.py: np.uint8(255 * cam) before cv2.resize (docs/peers.md, CAM; silent disagreements 12); here the "
           "quantised map is resized in floating point and divided by 255")
 def uint8_before_resize(pre, lab, stage, has_relu):
     """The preset's steps with min-max and floor(255 x) / 255 inserted before the resize."""
@@ -195,13 +195,13 @@ def _interpolation(value):
 
 for _name, _value, _summary, _source in (
     ("half-pixel-upsampling", "bilinear", "bilinear with half-pixel centres (align_corners=False)",
-     "cv2 INTER_LINEAR, torch F.interpolate default, skimage resize (peers.md E.4)"),
+     "cv2 INTER_LINEAR, torch F.interpolate default, skimage resize (docs/peers.md, silent disagreements 4)"),
     ("corner-aligned-upsampling", "bilinear-corners", "bilinear with corner-aligned grid (align_corners=True)",
-     "scipy.ndimage.zoom(order=1) in tf-keras-vis; torch UpsamplingBilinear2d (peers.md E.4)"),
+     "scipy.ndimage.zoom(order=1) in tf-keras-vis; torch UpsamplingBilinear2d (docs/peers.md, silent disagreements 4)"),
     ("nearest-upsampling", "nearest", "nearest-neighbour upsampling",
-     "captum LayerAttribution.interpolate's default (peers.md B.0)"),
+     "captum LayerAttribution.interpolate's default (docs/peers.md, Shared plumbing)"),
     ("bicubic-upsampling", "bicubic", "bicubic upsampling (torch's, a = -0.75)",
-     "torchcam overlay_mask and keras-io use PIL bicubic (a = -0.5, not reproduced exactly) (peers.md E.4)"),
+     "torchcam overlay_mask and keras-io use PIL bicubic (a = -0.5, not reproduced exactly) (docs/peers.md, silent disagreements 4)"),
 ):
     register(_name, "pipeline", _summary, _source)(_interpolation(_value))
 
@@ -217,10 +217,10 @@ def _order(value):
 
 for _name, _value, _summary, _source in (
     ("resize-then-normalise", "resize-then-normalize", "resized first, then normalised",
-     "tf-keras-vis (zoom, then normalize) (peers.md E.3)"),
+     "tf-keras-vis (zoom, then normalize) (docs/peers.md, silent disagreements 3)"),
     ("normalise-then-resize", "normalize-then-resize", "normalised at the layer's resolution, then resized",
-     "torchcam's maps, upsampled afterwards (peers.md E.3)"),
+     "torchcam's maps, upsampled afterwards (docs/peers.md, silent disagreements 3)"),
     ("normalise-resize-normalise", "normalize-resize-normalize", "normalised, resized, normalised again",
-     "pytorch-grad-cam base_cam.py scale_cam_image twice (peers.md E.3)"),
+     "pytorch-grad-cam base_cam.py scale_cam_image twice (docs/peers.md, silent disagreements 3)"),
 ):
     register(_name, "pipeline", _summary, _source)(_order(_value))

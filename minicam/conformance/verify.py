@@ -29,8 +29,9 @@ from functools import lru_cache
 import numpy as np
 
 from minicam.cam.registry import METHODS
-from minicam.conformance.cases import STAGES, expected_maps, suite
-from minicam.conformance.export import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, load_cases
+from minicam.conformance.cases import expected_maps, suite
+from minicam.conformance.export import load_cases
+from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, STAGES
 from minicam.conformance.report import Entry, Match, Report
 from minicam.conformance.results import ResultsFileError, as_array, check_array, parse_key, read_results
 from minicam.conformance.variants import CATALOGUE, Lab, candidates
@@ -45,7 +46,7 @@ def map_error(result, expected) -> float:
 
 
 @lru_cache(maxsize=1)
-def _builtin_cases():
+def builtin_cases():
     return OrderedDict((name, (case, expected_maps(case))) for name, case in suite().items())
 
 
@@ -61,7 +62,7 @@ def verify(results, cases=None, tolerance=DEFAULT_TOLERANCE, float32_tolerance=D
     """
     if not (tolerance > 0 and float32_tolerance > 0):
         raise ValueError(f"tolerances must be positive, got {tolerance} and {float32_tolerance}")
-    case_set = _builtin_cases() if cases is None else cases if isinstance(cases, dict) else load_cases(cases)
+    case_set = builtin_cases() if cases is None else cases if isinstance(cases, dict) else load_cases(cases)
     try:
         source, submitted = read_results(results)
     except ResultsFileError as error:

@@ -25,8 +25,8 @@ uses the class probability, score="logit" the pre-softmax output. The model
 runs in eval mode without a graph (minicam.cam.capture.predict), `batch_size`
 images at a time.
 
-The three "Average Drop" numbers in use are different quantities (research/peers.md,
-(C) and trap 8): the paper's is a percentage of Y; torchcam's a fraction with
+The three "Average Drop" numbers in use are different quantities (docs/peers.md,
+Evaluation metrics; silent disagreements 8): the paper's is a percentage of Y; torchcam's a fraction with
 1e-7 added to Y; pytorch-grad-cam's an absolute difference. Numbers computed
 with different definitions cannot be compared.
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from minicam import ops
 from minicam.autograd import Tensor
-from minicam.cam.capture import as_image_batch, predict
-from minicam.metrics.checks import _array, _check_finite, _check_maps, _check_classes, _check_score, _check_positive_int
+from minicam.cam.capture import checked_images, predict
+from minicam.metrics.checks import plain_array, check_finite, check_maps, check_classes, check_score, check_positive_int
 
 
 # ----------------------------------------------------------------------------
@@ -53,11 +53,11 @@ def confidence_scores(model, x, maps, classes, score: str = "softmax", batch_siz
     upsampled to the image and multiplied into it point by point (the same map in
     every channel). Y_i = score of image i, O_i = score of E_c for image i.
     """
-    x = as_image_batch(x)
+    x = checked_images(x)
     n, _, h, w = x.shape
-    maps = _check_maps(maps, (n, h, w))
-    classes = _check_classes(classes, n)
-    score, batch_size = _check_score(score), _check_positive_int(batch_size, "batch_size")
+    maps = check_maps(maps, (n, h, w))
+    classes = check_classes(classes, n)
+    score, batch_size = check_score(score), check_positive_int(batch_size, "batch_size")
     explanation = (maps[:, None] * x.data).astype(x.dtype)  # E = L o I
     Y = _scores(model, x.data, classes, score, batch_size)
     O = _scores(model, explanation, classes, score, batch_size)
@@ -71,7 +71,7 @@ def relative_drops(Y, O) -> np.ndarray:
     (Y - O)/Y changes sign and means nothing: hence softmax scores by default,
     and an error for any Y <= 0.
     """
-    Y, O = _array(Y).astype(np.float64), _array(O).astype(np.float64)
+    Y, O = plain_array(Y).astype(np.float64), plain_array(O).astype(np.float64)
     if Y.shape != O.shape or Y.ndim != 1:
         raise ValueError(f"Y and O must be two (N,) arrays of scores; got shapes {Y.shape} and {O.shape}")
     if np.any(Y <= 0):
@@ -112,12 +112,12 @@ def win_percent(drops_a, drops_b, ties: str = "half") -> float:
     paper reports the two methods' Win % as shares of one whole); ties="lose"
     gives a tie to neither method.
     """
-    a, b = _array(drops_a).astype(np.float64), _array(drops_b).astype(np.float64)
+    a, b = plain_array(drops_a).astype(np.float64), plain_array(drops_b).astype(np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"drops_a and drops_b must be two (N,) arrays for the same N > 0 images; "
                          f"got shapes {a.shape} and {b.shape}")
-    _check_finite(a, "drops_a")
-    _check_finite(b, "drops_b")
+    check_finite(a, "drops_a")
+    check_finite(b, "drops_b")
     if ties not in ("half", "lose"):
         raise ValueError(f"unknown ties rule {ties!r}; choose 'half' or 'lose'")
     wins = np.mean(a < b) + (0.5 * np.mean(a == b) if ties == "half" else 0.0)
@@ -172,7 +172,7 @@ def importance_rank(map_) -> np.ndarray:
     Ties keep row-major order (a stable sort of -map), so results are deterministic:
     of two equal pixels, the one met first reading row by row goes first.
     """
-    order = np.argsort(-_array(map_).ravel(), kind="stable")  # pixel indices, most important first
+    order = np.argsort(-plain_array(map_).ravel(), kind="stable")  # pixel indices, most important first
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)
     return rank
@@ -196,17 +196,17 @@ def _changed_counts(pixels: int, steps: int, chunks: str) -> np.ndarray:
 
 
 def _perturbation_curve(model, x, maps, classes, steps, baseline, score, batch_size, chunks, insertion: bool):
-    x = as_image_batch(x)
+    x = checked_images(x)
     n, _, h, w = x.shape
-    maps = _check_maps(maps, (n, h, w))
-    classes = _check_classes(classes, n)
-    score, batch_size = _check_score(score), _check_positive_int(batch_size, "batch_size")
+    maps = check_maps(maps, (n, h, w))
+    classes = check_classes(classes, n)
+    score, batch_size = check_score(score), check_positive_int(batch_size, "batch_size")
     pixels = h * w
-    steps = _check_positive_int(steps, "steps")
+    steps = check_positive_int(steps, "steps")
     if steps > pixels:
         raise ValueError(f"steps = {steps} is more than the {pixels} pixels of an image; choose at most {pixels}")
-    base = _array(baseline)
-    _check_finite(base, "baseline")
+    base = plain_array(baseline)
+    check_finite(base, "baseline")
     try:
         base = np.broadcast_to(base, x.shape).astype(x.dtype)
     except ValueError:
@@ -265,12 +265,12 @@ def area_under_curve(fractions, scores):
 
     fractions (S,) increasing from 0 to 1; scores (N, S) -> (N,), or (S,) -> a float.
     """
-    f, s = _array(fractions).astype(np.float64), _array(scores).astype(np.float64)
+    f, s = plain_array(fractions).astype(np.float64), plain_array(scores).astype(np.float64)
     if f.ndim != 1 or f.size < 2 or s.shape[-1:] != f.shape or s.ndim not in (1, 2):
         raise ValueError(f"fractions must be (S,) with S >= 2 and scores (N, S) or (S,); "
                          f"got shapes {f.shape} and {s.shape}")
-    _check_finite(f, "fractions")
-    _check_finite(s, "scores")
+    check_finite(f, "fractions")
+    check_finite(s, "scores")
     if np.any(np.diff(f) < 0):
         raise ValueError("fractions must not decrease; pass the fractions returned with the scores")
     area = np.sum(np.diff(f) * (s[..., 1:] + s[..., :-1]) / 2, axis=-1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.metrics.checks import _array, _check_maps, _union_masks
+from minicam.metrics.checks import plain_array, check_maps, union_masks
 
 
 # ----------------------------------------------------------------------------
@@ -14,7 +14,7 @@ from minicam.metrics.checks import _array, _check_maps, _union_masks
 def peak_locations(maps) -> np.ndarray:
     """(N, 2) ints (row, col): where each map is largest; on ties the FIRST
     maximum in row-major order (np.argmax's rule, and torch's max)."""
-    maps = _check_maps(maps, unit_interval=False)
+    maps = check_maps(maps, unit_interval=False)
     n, _, w = maps.shape
     flat = maps.reshape(n, -1).argmax(axis=1)
     return np.stack([flat // w, flat % w], axis=1)
@@ -33,8 +33,8 @@ def pointing_game(maps, masks, tolerance: float = 0) -> np.ndarray:
     Counting "any maximum" would let a constant map, tied everywhere, hit every
     object; with this rule it points at pixel (0, 0), like any tie-broken argmax.
     """
-    maps = _check_maps(maps, unit_interval=False)
-    masks = _union_masks(masks, maps.shape)
+    maps = check_maps(maps, unit_interval=False)
+    masks = union_masks(masks, maps.shape)
     if not np.isscalar(tolerance) or not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a number of pixels >= 0; got {tolerance!r}")
     peaks = peak_locations(maps)
@@ -52,11 +52,11 @@ def energy_pointing_game(maps, masks) -> np.ndarray:
     The paper uses bounding boxes; here the object masks (their union for
     several instances). Maps must be >= 0. A map summing to 0 gives 0, never NaN.
     """
-    maps = _check_maps(maps, unit_interval=False)
+    maps = check_maps(maps, unit_interval=False)
     if maps.min() < 0:
         raise ValueError(f"maps must be >= 0 for an energy share (minimum {maps.min():.4g}); "
                          "apply a ReLU or normalise them to [0, 1]")
-    masks = _union_masks(masks, maps.shape)
+    masks = union_masks(masks, maps.shape)
     inside = np.sum(maps * masks, axis=(1, 2))
     total = np.sum(maps, axis=(1, 2))
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
@@ -72,12 +72,12 @@ def instance_coverage(map_, instance_masks, threshold: float = 0.5) -> float:
     every other object to reach at least half that peak somewhere inside it.
     map_: (H, W) in [0, 1]; instance_masks: (k, H, W) bool, k >= 1, none empty.
     """
-    map_ = _array(map_)
-    instance_masks = _array(instance_masks)
+    map_ = plain_array(map_)
+    instance_masks = plain_array(instance_masks)
     if map_.ndim != 2:
         raise ValueError(f"map_ must be one map (H, W); got shape {map_.shape}. "
                          "For a batch use instance_coverage_batch")
-    map_ = _check_maps(map_[None], what="map_")[0]
+    map_ = check_maps(map_[None], what="map_")[0]
     if instance_masks.ndim != 3 or instance_masks.shape[1:] != map_.shape or instance_masks.shape[0] == 0:
         raise ValueError(f"instance_masks must be (k, {map_.shape[0]}, {map_.shape[1]}) with k >= 1, one mask per "
                          f"instance; got shape {instance_masks.shape}")
@@ -95,7 +95,7 @@ def instance_coverage(map_, instance_masks, threshold: float = 0.5) -> float:
 def instance_coverage_batch(maps, masks, threshold: float = 0.5) -> np.ndarray:
     """instance_coverage for every image, (N,): maps (N, H, W) and masks a list of
     N arrays (k_i, H, W), like a ShapesDataset's .masks."""
-    maps = _check_maps(maps)
+    maps = check_maps(maps)
     if len(masks) != len(maps):
         raise ValueError(f"masks holds {len(masks)} entries but there are {len(maps)} maps; give one per image")
     return np.array([instance_coverage(m, k, threshold) for m, k in zip(maps, masks)])

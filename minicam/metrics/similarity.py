@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.metrics.checks import _array, _check_finite, _check_positive_int
+from minicam.metrics.checks import plain_array, check_finite, check_positive_int
 
 
 # ----------------------------------------------------------------------------
@@ -12,18 +12,18 @@ from minicam.metrics.checks import _array, _check_finite, _check_positive_int
 
 
 def _pair(a, b):
-    a, b = _array(a), _array(b)
+    a, b = plain_array(a), plain_array(b)
     if a.shape != b.shape:
         raise ValueError(f"the two maps must have the same shape; got {a.shape} and {b.shape}")
-    _check_finite(a, "a")
-    _check_finite(b, "b")
+    check_finite(a, "a")
+    check_finite(b, "b")
     return a.astype(np.float64), b.astype(np.float64)
 
 
 def average_ranks(values) -> np.ndarray:
     """Ranks 1..n of the flattened values; tied values share the mean of their
     ranks (scipy.stats.rankdata's default, method="average")."""
-    v = _array(values).ravel()
+    v = plain_array(values).ravel()
     order = np.argsort(v, kind="stable")
     sorted_v = v[order]
     starts_group = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
@@ -68,7 +68,7 @@ def ssim(a, b, data_range: float = 1.0, win_size: int = 7) -> float:
     constant maps give a number, never NaN.
     """
     a, b = _pair(a, b)
-    win_size = _check_positive_int(win_size, "win_size")
+    win_size = check_positive_int(win_size, "win_size")
     if a.ndim != 2 or min(a.shape) < win_size:
         raise ValueError(f"ssim needs two 2-D maps of at least {win_size} x {win_size} pixels; got shape {a.shape}")
     if not np.isscalar(data_range) or not data_range > 0:

@@ -12,7 +12,7 @@ import numpy as np
 from minicam import ops
 from minicam.autograd import Tensor, as_tensor
 
-from minicam.nn.module import Module, Parameter, _generator, _float_dtype
+from minicam.nn.module import Module, Parameter, random_generator, _float_dtype
 # ----------------------------------------------------------------------------
 # Helpers shared by the layers
 # ----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Linear"), _generator(rng, "Linear")
+        dtype, rng = _float_dtype(dtype, "Linear"), random_generator(rng, "Linear")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight = Parameter(_uniform_init(rng, in_features, (out_features, in_features), dtype))
         if bias:
@@ -98,7 +98,7 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Conv2d"), _generator(rng, "Conv2d")
+        dtype, rng = _float_dtype(dtype, "Conv2d"), random_generator(rng, "Conv2d")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
@@ -318,10 +318,10 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: probability p must be between 0 and 1, got {p}")
         self.p, self.inplace = p, inplace
-        self.rng = rng if rng is None else _generator(rng, "Dropout")
+        self.rng = rng if rng is None else random_generator(rng, "Dropout")
 
     def forward(self, input):
-        rng = _generator(self.rng, "Dropout")  # looked up now: manual_seed may have replaced the default
+        rng = random_generator(self.rng, "Dropout")  # looked up now: manual_seed may have replaced the default
         return ops.dropout(input, self.p, self.training, generator=rng)
 
     def extra_repr(self) -> str:

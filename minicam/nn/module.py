@@ -23,7 +23,8 @@ def manual_seed(seed: int) -> None:
     _default_rng = np.random.default_rng(seed)
 
 
-def _generator(rng, owner: str) -> np.random.Generator:
+def random_generator(rng, owner: str) -> np.random.Generator:
+    """`rng` checked, or the default generator (reset by manual_seed) when it is None."""
     if rng is None:
         return _default_rng
     if not isinstance(rng, np.random.Generator):

@@ -1,0 +1,27 @@
+"""The two building blocks of every class activation map, one spelling each.
+
+    positive(x)              ReLU, max(x, 0): inside formulas (ReLU(g), ReLU(g * A), ...)
+    final_relu(maps, relu)   a method's final ReLU of the whole map, skipped when relu is False
+    weighted_sum(w, A)       sum_k w_k A_k per image: (N, K) weights, (N, K, h, w) maps -> (N, h, w)
+
+Notation shared by every file of minicam.cam: A is the explained layer's output
+(N, K, h, w), y the score explained (one per image), g = dy/dA.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def positive(x: np.ndarray) -> np.ndarray:
+    """ReLU(x) = max(x, 0), the positive part, element by element."""
+    return np.maximum(x, 0)
+
+
+def final_relu(maps: np.ndarray, relu: bool) -> np.ndarray:
+    """The final ReLU of a method's map when `relu` is True; the map unchanged otherwise."""
+    return positive(maps) if relu else maps
+
+
+def weighted_sum(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """sum_k w_k A_k for each image: weights (N, K), A (N, K, h, w) -> (N, h, w)."""
+    return np.einsum("nk,nkhw->nhw", weights, A)
