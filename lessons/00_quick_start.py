@@ -14,8 +14,8 @@
 # - `minicam/models.py`: `lesson_cnn`, `LessonCNN`
 # - `minicam/data.py`: `single_instance`, `CLASSES`
 # - `minicam/train.py`: `accuracy`
-# - `minicam/cam/explain.py`: `explain`; `minicam/cam/registry.py`: `METHODS`
-# - `minicam/cam/cam.py`: `cam`; `minicam/cam/gradient.py`: `gradcam`
+# - `minicam/cam/explain.py`: `explain`; `minicam/cam/registry.py`: `REGISTRY`, `METHODS`
+# - `minicam/cam/cam.py`: `cam_map`, `cam`; `minicam/cam/gradient.py`: `gradcam_map`, `gradcam`
 # - `minicam/viz.py`: `grid`, `save_figure`
 #
 # **Time**: 10 minutes.

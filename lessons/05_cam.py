@@ -12,8 +12,8 @@
 # (the trained model and its one-vs-rest loss).
 #
 # **Code you will read**
-# - `minicam/cam/cam.py`: `cam`, `final_linear`
-# - `minicam/cam/capture.py`: `capture`, `Capture`, `predict`, `weighted_sum`
+# - `minicam/cam/cam.py`: `cam_map` (the formula), `cam`, `final_linear`
+# - `minicam/cam/capture.py`: `capture`, `Capture`, `predict`; `minicam/cam/maps.py`: `weighted_sum`
 # - `minicam/cam/explain.py`: `explain`; `minicam/cam/conventions.py`: `postprocess`,
 #   `resize_maps`, `normalize_maps`; `minicam/ops/resize.py`: `interpolation_matrix`
 # - `minicam/metrics/localisation.py`: `peak_locations`, `pointing_game`

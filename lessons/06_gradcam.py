@@ -15,7 +15,7 @@
 # **Code you will read**
 # - `minicam/cam/capture.py`: `capture`, `Capture.gradients` (the forward hook that makes
 #   the layer's output a leaf)
-# - `minicam/cam/gradient.py`: `gradcam` (with `counterfactual`), `hirescam`
+# - `minicam/cam/gradient.py`: `gradcam_map` and `gradcam` (with `counterfactual`), `hirescam_map`
 # - `minicam/cam/cam.py`: `cam` (the check that raises on a non-GAP head)
 # - `minicam/models.py`: `FlattenHeadCNN`
 #
@@ -132,7 +132,7 @@ print("on the GAP head: HiResCAM == Grad-CAM == ReLU(CAM)/(hw)")
 # %% [markdown]
 # ## 3. Counterfactual Grad-CAM
 #
-# Section 5 of the paper negates the gradients: $\alpha_k = -\frac{1}{hw}\sum_{ij}
+# The paper's counterfactual explanations negate the gradients: $\alpha_k = -\frac{1}{hw}\sum_{ij}
 # \partial S_c/\partial A_{kij}$. The map then shows the regions whose removal would
 # **raise** the score of class $c$: the evidence against it. (On the GAP head it is
 # $\mathrm{ReLU}(-M_c)/(hw)$, the negative part of CAM.)

@@ -18,7 +18,7 @@
 # **Code you will read**
 # - `minicam/cam/gradcampp.py`: `alpha_closed_form`, `alpha_general`,
 #   `renormalise_like_the_authors`, `gradcampp`, `diagonal_derivatives`
-# - `minicam/cam/gradient.py`: `gradcam_plus`
+# - `minicam/cam/gradient.py`: `gradcam_plus_map`
 # - `minicam/cam/capture.py`: `class_scores` (the scores "logit", "softmax", "exp")
 #
 # **Time**: 50 minutes.

@@ -16,7 +16,7 @@
 #
 # **Code you will read**
 # - `minicam/cam/capture.py`: `capture`, `Capture.A`, `Capture.gradients`
-# - `minicam/cam/gradient.py`: `gradcam`, `layercam`
+# - `minicam/cam/gradient.py`: `gradcam_map`, `layercam_map` (and their model-facing `gradcam`, `layercam`)
 # - `minicam/cam/cam.py`: `cam`
 # - `minicam/cam/explain.py`: `explain`
 # - `minicam/metrics/localisation.py`: `energy_pointing_game`, `pointing_game`

@@ -15,11 +15,12 @@
 # lesson 09 (maps at other layers).
 #
 # **Code you will read**
-# - `minicam/cam/gradient.py`: `hirescam`, `xgradcam`, `layercam`, `gradcam(counterfactual=True)`
-# - `minicam/cam/scorecam.py`: `scorecam`, `channel_masks`
-# - `minicam/cam/ablation.py`: `ablationcam`, `ablation_weights`
-# - `minicam/cam/eigen.py`: `eigencam`, `first_component_map`, `orient`
-# - `minicam/cam/guided.py`: `GuidedReLU`, `guided_gradients`, `guided_gradcam`
+# - `minicam/cam/registry.py`: `REGISTRY`, one record per method (its paper, formula and options)
+# - `minicam/cam/gradient.py`: `hirescam_map`, `xgradcam_map`, `layercam_map`, `gradcam_map(counterfactual=True)`
+# - `minicam/cam/scorecam.py`: `scorecam_map`, `scorecam`, `channel_masks`
+# - `minicam/cam/ablation.py`: `ablationcam_map`, `ablation_weights`, `ablationcam`
+# - `minicam/cam/eigen.py`: `eigencam_map`, `first_component_map`, `orient`
+# - `minicam/cam/guided.py`: `GuidedReLUOp`, `guided_gradients`, `guided_gradcam_map`
 # - `minicam/metrics/localisation.py`: `energy_pointing_game`, `pointing_game`
 #
 # **Time**: 50 minutes (two sittings: sections 1-5, then 6-10).
@@ -82,6 +83,17 @@ print(f"accuracy on them: {np.mean(predict(model, x).argmax(axis=1) == labels):.
 # | guided backprop | $\partial y_c / \partial x$, every ReLU passing back only positive gradients where its input was positive |
 # | Guided Grad-CAM | guided backprop $\odot$ upsampled Grad-CAM |
 # | counterfactual Grad-CAM | $L = \mathrm{ReLU}(\sum_k (-\alpha_k) A_k)$: what *lowers* the score |
+#
+# The library keeps one record per method, `minicam.cam.REGISTRY`: its paper and equation,
+# whether the paper ends with a ReLU, what its formula takes, and the formula in one line.
+# Each method is written once, as that formula (`hirescam_map(A, g)`, `scorecam_map(A, C)`, ...):
+# the checks below call the same functions a user's `explain` does.
+
+# %%
+for name in ("gradcam", "hirescam", "xgradcam", "layercam", "scorecam", "ablationcam", "eigencam",
+             "guided-backprop", "guided-gradcam"):
+    record = minicam.cam.REGISTRY[name]
+    print(f"{name:16} {record.paper:40} final ReLU: {str(record.final_relu):5}  formula of: {', '.join(record.needs)}")
 
 # %% [markdown]
 # ## 1. HiResCAM (Draelos & Carin 2020)
@@ -303,7 +315,7 @@ assert rel_error(guided_library, backward_by_hand(R, True)) < 1e-12
 assert rel_error(plain_library.data[0], backward_by_hand(R, False)) < 1e-12
 
 # %% [markdown]
-# ## 8. Guided Grad-CAM (Selvaraju et al. 2017, Section 3.1)
+# ## 8. Guided Grad-CAM (Selvaraju et al. 2017)
 #
 # Guided backprop is sharp but hardly class-specific; Grad-CAM is class-specific but
 # coarse. Guided Grad-CAM multiplies them pixel by pixel: the guided gradients
@@ -331,7 +343,7 @@ for method in ("guided-backprop", "gradcam", "guided-gradcam"):
     print(f"{method:16s} correlation between the maps of two classes: {mean_class_correlation(method):+.3f}")
 
 # %% [markdown]
-# ## 9. Counterfactual Grad-CAM (Selvaraju et al. 2017, Section 5)
+# ## 9. Counterfactual Grad-CAM (Selvaraju et al. 2017)
 #
 # Negate the gradients: $\alpha_k \to -\alpha_k$. The map shows the regions whose
 # removal would *raise* the class score, "evidence against" the class. Since the weights

@@ -27,7 +27,7 @@ CASES = [("gap", "relu2"), ("gap", "conv2"), ("flatten", "relu2"), ("flatten", "
 
 
 def no_hooks_left(model):
-    return all(len(m._forward_hooks) == 0 for m in model.modules())
+    return all(len(m.forward_hooks) == 0 for m in model.modules())
 
 
 # ----------------------------------------------------------------------------

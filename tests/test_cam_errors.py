@@ -27,7 +27,7 @@ def net():
 
 
 def hooks_left(model):
-    return sum(len(m._forward_hooks) for m in model.modules())
+    return sum(len(m.forward_hooks) for m in model.modules())
 
 
 def flags(model):

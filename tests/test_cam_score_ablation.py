@@ -312,7 +312,7 @@ def test_model_is_left_unchanged(method):
     state = {k: v.copy() for k, v in model.state_dict().items()}
     METHODS[method](model, x, "relu2", batch_size=3)
     assert all(m.training for m in model.modules())
-    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+    assert all(len(m.forward_hooks) == 0 for m in model.modules())
     assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())
     with no_grad():
         assert np.array_equal(model(Tensor(x)).data, before)
@@ -334,7 +334,7 @@ def test_bad_input_raises_clear_errors(method):
         f(model, x, "relu2", 7)
     with pytest.raises(ValueError, match="NaN"):
         f(model, np.full_like(x, np.nan), "relu2")
-    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+    assert all(len(m.forward_hooks) == 0 for m in model.modules())
 
 
 def test_scorecam_bad_options_raise():

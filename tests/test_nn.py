@@ -302,7 +302,7 @@ def test_forward_hook_sees_inputs_and_output_and_remove_leaves_no_trace():
     np.testing.assert_array_equal(logits.numpy(), reference)
     handle.remove()
     handle.remove()  # a second remove is harmless, as in torch
-    assert all(not m._forward_hooks for m in model.modules())
+    assert all(not m.forward_hooks for m in model.modules())
     model(x)
     assert len(seen) == 2  # the call above (model[3] directly) fired it; nothing after remove
     np.testing.assert_array_equal(model(x).numpy(), reference)
@@ -319,7 +319,7 @@ def test_forward_hook_can_replace_the_output_in_order():
     with second:
         pass
     np.testing.assert_array_equal(layer(x).numpy(), [0.0, 2.0])
-    assert not layer._forward_hooks
+    assert not layer.forward_hooks
 
 
 def test_forward_hook_that_removes_itself():

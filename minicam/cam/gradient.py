@@ -24,7 +24,7 @@ def gradcam_map(A, g, *, counterfactual=False, relu=True):
 
     alpha_k = (1/Z) sum_ij g_kij              (eq. 1: global-average-pooled gradients)
     L       = ReLU(sum_k alpha_k A_k)         (eq. 2)
-    counterfactual=True negates the gradients (Section 5 of the paper): the map
+    counterfactual=True negates the gradients (the paper's counterfactual explanations): the map
     shows the regions whose removal would RAISE the score.
     """
     alpha = (-g if counterfactual else g).mean(axis=(2, 3))

@@ -1,6 +1,6 @@
 """Guided backpropagation (Springenberg et al. 2015, "Striving for Simplicity:
 The All Convolutional Net", ICLR workshop, Figure 1) and Guided Grad-CAM
-(Selvaraju et al. 2017, Section 3.1).
+(Selvaraju et al. 2017, its Guided Grad-CAM).
 
 Guided backpropagation is the gradient of the score with respect to the input
 image, except that every ReLU passes back only positive gradients, and only
@@ -74,7 +74,7 @@ def guided_backprop(model, x, layer=None, target=None, *, score="logit", channel
 
 
 def guided_gradcam_map(gradients, coarse, *, channel_reduction="max-abs", relu=False):
-    """Guided Grad-CAM (Selvaraju et al. 2017, Section 3.1) from the guided gradients (N, C, H, W)
+    """Guided Grad-CAM (Selvaraju et al. 2017) from the guided gradients (N, C, H, W)
     and Grad-CAM's map L (N, h, w), with its ReLU: L upsampled bilinearly (half-pixel centres,
     the paper's "bilinear interpolation") to (H, W) and min-max normalised per image (not in the
     paper: it only rescales each image's map, and makes the product comparable across images),

@@ -62,7 +62,7 @@ _RECORDS = (
            "sum_k W[c, k] A_k, W the final Linear layer's weight after global average pooling (checked "
            "numerically; a clear error otherwise); no bias, no ReLU"),
     Method("gradcam", gradcam, gradcam_map, _A_G, True, "Selvaraju et al. 2017, eq. 1-2",
-           "ReLU(sum_k mean_ij(g_k) A_k)", "counterfactual=True negates g (Section 5)"),
+           "ReLU(sum_k mean_ij(g_k) A_k)", "counterfactual=True negates g (the paper's counterfactual explanations)"),
     Method("gradcam++", gradcampp, gradcampp_map, _A_G, True, "Chattopadhay et al. 2018, eq. 9, 10, 19",
            "ReLU(sum_k w_k A_k), w_k = sum_ij alpha_kij ReLU(g_kij), alpha = 1 / (2 + g sum_ab A_kab) (eq. 19) "
            "where g > 0 and that denominator is > 0, else 0; no exp(S) factor, no renormalisation of alpha",
@@ -106,7 +106,7 @@ _RECORDS = (
            "gradients where its input was positive, then max over the colour channels of |value|: (N, H, W)",
            'channel_reduction="max-abs" or "sum"'),
     Method("guided-gradcam", guided_gradcam, guided_gradcam_map, ("guided gradients", "Grad-CAM map"), False,
-           "Selvaraju et al. 2017, Section 3.1",
+           "Selvaraju et al. 2017 (Guided Grad-CAM)",
            "guided backpropagation (N, C, H, W) times Grad-CAM (with ReLU) upsampled bilinearly (half-pixel) to "
            "the input size and min-max normalised per image, then max over colour channels of |value|",
            'channel_reduction="max-abs" or "sum"'),

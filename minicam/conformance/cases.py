@@ -173,7 +173,7 @@ def bn_net() -> Case:
     x = rng.standard_normal((3, 3, 8, 8))
     return Case("bn_net", "conv-BatchNorm-relu blocks, GAP head, BatchNorm in eval mode; 4x4 maps -> 8x8",
                 model, x, _mixed_targets(model, x), "relu2",
-                sources="torchvision-style conv-bn-relu blocks; eval mode as every peer sets (docs/peers.md, Shared plumbing)")
+                sources="torchvision-style conv-bn-relu blocks; eval mode, as pytorch-grad-cam sets it (docs/peers.md, Shared plumbing)")
 
 
 def tiny_maps() -> Case:

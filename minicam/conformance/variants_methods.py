@@ -41,8 +41,9 @@ def _per_image(values):
 
 
 @register("softmax-score", "method", "gradients of the softmax probability instead of the logit",
-          "docs/peers.md, Shared plumbing; silent disagreements 6: the papers and every peer differentiate the pre-softmax logit; a model "
-          "that ends in a softmax (or a score taken after it) gives this", GRADIENT + GUIDED + ("ablationcam",))
+          "docs/peers.md, Shared plumbing; silent disagreements 6: the papers differentiate the pre-softmax logit, and so "
+          "do the peers when given logits (captum and tf-keras-vis take whatever the model outputs); a model that "
+          "ends in a softmax (or a score taken after it) gives this", GRADIENT + GUIDED + ("ablationcam",))
 def softmax_score(lab, method):
     """y = softmax(S)_c instead of the logit S_c: g = p_c (dS_c/dA - sum_j p_j dS_j/dA)."""
     if method in GRADIENT:
@@ -63,8 +64,8 @@ def exp_score(lab, method):
     return lab.pre(method) * _per_image(scale)  # guided maps are linear in the score's gradient
 
 
-@register("negated-score", "method", "gradients of -y: the counterfactual map (Selvaraju et al. Section 5)",
-          "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (docs/peers.md, Versions and sources)", GRADIENT)
+@register("negated-score", "method", "gradients of -y: the counterfactual map of Selvaraju et al.",
+          "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (docs/peers.md, Grad-CAM)", GRADIENT)
 def negated_score(lab, method):
     """g -> -g in the method's formula: the map of what LOWERS the score."""
     A, g, _ = lab.activations_and_gradients("logit")
@@ -125,8 +126,8 @@ def _train_mode_model(lab):
 
 
 @register("batchnorm-train-mode", "method", "BatchNorm in training mode (batch statistics): model.eval() forgotten",
-          "torch modules start in training mode; pytorch-grad-cam and torchcam call eval() for you, "
-          "a hand-written hook does not", GRADIENT + GUIDED + ("cam",))
+          "torch modules start in training mode; pytorch-grad-cam calls model.eval() in its constructor, torchcam "
+          "only in ScoreCAM, a hand-written hook never (docs/peers.md, Shared plumbing)", GRADIENT + GUIDED + ("cam",))
 def batchnorm_train_mode(lab, method):
     """The method on a copy of the net whose BatchNorm layers use the batch's statistics."""
     if not lab.has_batch_norm:
@@ -213,7 +214,7 @@ def gradcampp_1konny(lab, method):
 
 @register("torchcam-0.5.0-gradcampp", "method",
           "no-op alpha division: alpha = g^2, weights sum_ij g^2 ReLU(g) = sum_ij ReLU(g)^3",
-          "torchcam 0.3.2-0.5.0 methods/gradient.py GradCAMpp._get_weights: alpha[mask].div_(...) divides a "
+          "torchcam 0.3.2-0.5.0 GradCAMpp._get_weights: alpha[mask].div_(...) divides a "
           "copy made by boolean indexing (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def torchcam_gradcampp(lab, method):
     """w_k = sum_ij g^2 ReLU(g): the alpha torchcam meant to divide is never divided."""

@@ -195,13 +195,13 @@ def _interpolation(value):
 
 for _name, _value, _summary, _source in (
     ("half-pixel-upsampling", "bilinear", "bilinear with half-pixel centres (align_corners=False)",
-     "cv2 INTER_LINEAR, torch F.interpolate default, skimage resize (docs/peers.md, silent disagreements 4)"),
+     "cv2 INTER_LINEAR, torch F.interpolate(mode='bilinear') with its default align_corners=False, skimage resize (docs/peers.md, silent disagreements 4)"),
     ("corner-aligned-upsampling", "bilinear-corners", "bilinear with corner-aligned grid (align_corners=True)",
      "scipy.ndimage.zoom(order=1) in tf-keras-vis; torch UpsamplingBilinear2d (docs/peers.md, silent disagreements 4)"),
     ("nearest-upsampling", "nearest", "nearest-neighbour upsampling",
      "captum LayerAttribution.interpolate's default (docs/peers.md, Shared plumbing)"),
     ("bicubic-upsampling", "bicubic", "bicubic upsampling (torch's, a = -0.75)",
-     "torchcam overlay_mask and keras-io use PIL bicubic (a = -0.5, not reproduced exactly) (docs/peers.md, silent disagreements 4)"),
+     "torchcam overlay_mask and keras-io use PIL's bicubic, whose kernel is not torch's (not reproduced exactly) (docs/peers.md, silent disagreements 4)"),
 ):
     register(_name, "pipeline", _summary, _source)(_interpolation(_value))
 

@@ -198,6 +198,11 @@ class Module:
                 output = replacement
         return output
 
+    @property
+    def forward_hooks(self) -> tuple:
+        """The forward hooks registered on this module (not its children), in order."""
+        return tuple(self._forward_hooks.values())
+
     def register_forward_hook(self, hook) -> RemovableHandle:
         """After each forward, call `hook(module, inputs_tuple, output)`; a
         non-None return value replaces the output. Returns a handle whose
