@@ -47,17 +47,17 @@ def torch_activations_and_gradients(twin, x, layer, classes):
 
 
 def torch_eigen_projection(maps, center):
-    """Per image: O = maps.reshape(K, hw).T (centred or not), O @ v_1 from torch.linalg.svd,
-    with minicam's documented sign: sum > 0 (uncentred, unless the sum is zero up to
-    rounding), else the largest-magnitude element > 0."""
+    """Per image: O = maps.reshape(K, hw).T (centred or not), O @ v_1 with v_1 the eigenvector
+    of O^T O of the largest eigenvalue (torch.linalg.eigh: the first right singular vector,
+    found another way), with minicam's documented sign: sum > 0 (uncentred, unless the sum is
+    zero up to rounding), else the largest-magnitude element > 0."""
     out = []
     for a in maps:
         k, h, w = a.shape
-        O = a.reshape(k, h * w).T
-        if center:
-            O = O - O.mean(dim=0)
-        _, _, Vh = torch.linalg.svd(O, full_matrices=False)
-        p = O @ Vh[0]
+        columns = a.reshape(k, h * w).T
+        O = columns - columns.mean(dim=0) if center else columns
+        _, eigenvectors = torch.linalg.eigh(O.T @ O)  # eigenvalues in ascending order
+        p = O @ eigenvectors[:, -1]
         total = p.sum()
         if not center and total.abs() > np.sqrt(np.finfo(np.float64).eps) * p.abs().sum():
             sign = torch.sign(total)

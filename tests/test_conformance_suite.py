@@ -16,7 +16,6 @@ from minicam.cam.conventions import PRESETS, postprocess
 from minicam.conformance import architecture
 from minicam.conformance.cases import STAGES, build_case, expected_maps, finish, method_map, smoothgrad_noise, suite
 from minicam.conformance.export import CaseDataError, export_cases, load_cases
-from minicam.conformance.variants_pipeline import preset_pipeline, run, steps
 from minicam.cam.gradcampp import smoothgradcampp_map
 
 CASES = suite()
@@ -124,16 +123,6 @@ def test_presets_are_explain(name, expected):
                            **case.call_options(method))
             # explain casts pytorch-grad-cam's maps to float32; the expected maps stay float64
             close(expected[name][f"{method}/{preset}"], ours, rtol=1e-6 if ours.dtype == np.float32 else 0)
-
-
-def test_pipeline_steps_are_postprocess():
-    """variants_pipeline.steps() (which the pipeline variants edit) = conventions.postprocess."""
-    rng = np.random.default_rng(5)
-    pre = rng.standard_normal((2, 3, 3))
-    for preset in PRESETS:
-        for has_relu in (True, False):
-            reference = postprocess(pre, (7, 7), preset_pipeline(preset), has_relu)
-            np.testing.assert_array_equal(run(pre, steps(preset_pipeline(preset), has_relu, (7, 7))), reference)
 
 
 def test_exported_noise_reproduces_smooth_gradcampp():

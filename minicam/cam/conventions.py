@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from minicam.cam.maps import positive
 from minicam.ops.resize import interpolation_matrix
 
 RELU_CHOICES = ("method", "none", "always")
@@ -152,22 +153,29 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int], interpolation: str = "b
     return rows @ maps @ cols.T  # (H, h) @ (N, h, w) @ (w, W) -> (N, H, W): two small products
 
 
+def steps(pipeline: Pipeline, method_has_relu: bool, size: tuple[int, int]) -> list:
+    """The pipeline's steps in order, as (name, function) pairs: "relu" (if it applies), then
+    "resize" and "normalize" in the pipeline's order. postprocess runs them; verify's pipeline
+    variants move or replace one of them."""
+    relu = pipeline.relu == "always" or (pipeline.relu == "method" and method_has_relu)
+    normalize = ("normalize", lambda maps: normalize_maps(maps, pipeline.normalize, pipeline.eps))
+    resize = ("resize", lambda maps: resize_maps(maps, size, pipeline.interpolation))
+    order = {"resize-then-normalize": [resize, normalize], "normalize-then-resize": [normalize, resize],
+             "normalize-resize-normalize": [normalize, resize, normalize]}[pipeline.order]
+    return ([("relu", positive)] if relu else []) + order
+
+
+def run_steps(maps: np.ndarray, step_list: list) -> np.ndarray:
+    for _, step in step_list:
+        maps = step(maps)
+    return maps
+
+
 def postprocess(raw: np.ndarray, size: tuple[int, int], pipeline: Pipeline, method_has_relu: bool) -> np.ndarray:
-    """ReLU, resize and normalise `raw` (N, h, w) as `pipeline` says.
+    """ReLU, resize and normalise `raw` (N, h, w) as `pipeline` says (steps), then its dtype.
 
     `raw` is the method's map WITHOUT its final ReLU; method_has_relu says
     whether the method's paper has one (used by relu="method").
     """
-    maps = raw
-    if pipeline.relu == "always" or (pipeline.relu == "method" and method_has_relu):
-        maps = np.maximum(maps, 0)
-    norm = lambda m: normalize_maps(m, pipeline.normalize, pipeline.eps)  # noqa: E731
-    if pipeline.order == "resize-then-normalize":
-        maps = norm(resize_maps(maps, size, pipeline.interpolation))
-    elif pipeline.order == "normalize-then-resize":
-        maps = resize_maps(norm(maps), size, pipeline.interpolation)
-    else:
-        maps = norm(resize_maps(norm(maps), size, pipeline.interpolation))
-    if pipeline.dtype == "float32":
-        maps = maps.astype(np.float32)
-    return maps
+    maps = run_steps(raw, steps(pipeline, method_has_relu, size))
+    return maps.astype(np.float32) if pipeline.dtype == "float32" else maps

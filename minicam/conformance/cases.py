@@ -40,6 +40,7 @@ import numpy as np
 from minicam import nn
 from minicam.cam.capture import predict
 from minicam.cam.conventions import PRESETS, postprocess
+from minicam.cam.maps import final_relu
 from minicam.cam.registry import METHODS, REGISTRY
 from minicam.conformance.format import STAGES
 
@@ -129,18 +130,23 @@ def gap_net() -> Case:
                 sources="CAM = h w Grad-CAM = HiResCAM on a GAP head (docs/peers.md, CAM; HiResCAM and Grad-CAM element-wise)")
 
 
+def _flatten_head_net(rng, bias):
+    """conv(3->4) relu maxpool conv(4->5) relu flatten Linear(80->3) for 8x8 images."""
+    return _sequential([
+        ("conv1", nn.Conv2d(3, 4, 3, padding=1, bias=bias, rng=rng)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(4, 5, 3, padding=1, bias=bias, rng=rng)),
+        ("relu2", nn.ReLU()),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(5 * 4 * 4, 3, bias=bias, rng=rng)),
+    ])
+
+
 def flatten_net() -> Case:
     """conv(3->4) relu maxpool conv(4->5) relu flatten Linear(80->3), layer relu2 (4x4 -> 8x8)."""
     rng = np.random.default_rng(202)
-    model = _sequential([
-        ("conv1", nn.Conv2d(3, 4, 3, padding=1, rng=rng)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(4, 5, 3, padding=1, rng=rng)),
-        ("relu2", nn.ReLU()),
-        ("flatten", nn.Flatten()),
-        ("fc", nn.Linear(5 * 4 * 4, 3, rng=rng)),
-    ])
+    model = _flatten_head_net(rng, bias=True)
     x = rng.standard_normal((2, 3, 8, 8))
     return Case("flatten_net", "conv-relu-maxpool-conv-relu-flatten-Linear: CAM does not apply; 4x4 maps -> 8x8",
                 model, x, _mixed_targets(model, x), "relu2",
@@ -180,15 +186,7 @@ def tiny_maps() -> Case:
     """A bias-free flatten-head net (so maps scale with the input) on inputs of order 1e-3:
     maps of order 1e-4, where the eps of a normalisation (1e-7, 1e-8) shows."""
     rng = np.random.default_rng(404)
-    model = _sequential([
-        ("conv1", nn.Conv2d(3, 4, 3, padding=1, bias=False, rng=rng)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(4, 5, 3, padding=1, bias=False, rng=rng)),
-        ("relu2", nn.ReLU()),
-        ("flatten", nn.Flatten()),
-        ("fc", nn.Linear(5 * 4 * 4, 3, bias=False, rng=rng)),
-    ])
+    model = _flatten_head_net(rng, bias=False)
     x = 1e-3 * rng.standard_normal((2, 3, 8, 8))
     return Case("tiny_maps", "a bias-free net on inputs of order 1e-3: maps of order 1e-4, where an eps shows",
                 model, x, _mixed_targets(model, x), "relu2",
@@ -262,7 +260,7 @@ def finish(pre_relu: np.ndarray, case: Case, stage: str, has_relu: bool) -> np.n
     """What a key's stage does to the method's map before its final ReLU:
     "raw": the final ReLU (if the method has one); a preset: explain()'s steps in float64."""
     if stage == "raw":
-        return np.maximum(pre_relu, 0) if has_relu else pre_relu
+        return final_relu(pre_relu, has_relu)
     return postprocess(pre_relu, case.size, replace(PRESETS[stage], dtype=None), has_relu)
 
 

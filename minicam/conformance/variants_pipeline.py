@@ -3,9 +3,9 @@
 A key's stage says what happens after the method's map (cases.finish): for
 "raw", only the method's final ReLU; for a preset, the preset's ReLU, resize
 and normalisation (minicam.cam.conventions). Peers and tutorials differ in
-exactly these steps (docs/peers.md, Shared plumbing; silent disagreements 2-5; silent disagreements 12), so each
-difference is a variant here. The steps are written as a list, so a variant
-can move or replace one step and keep the others:
+exactly these steps (docs/peers.md, Shared plumbing; silent disagreements 2-5 and 12),
+so each difference is a variant here. conventions.steps gives a preset's steps as a list,
+so a variant can move or replace one step and keep the others:
 
     steps(pipeline, has_relu, size) -> [("relu", f), ("resize", f), ("normalize", f), ...]
 
@@ -18,33 +18,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from minicam.cam.conventions import PRESETS, normalize_maps, resize_maps
+from minicam.cam.conventions import PRESETS, normalize_maps, run_steps, steps
+from minicam.cam.maps import final_relu, positive
 from minicam.conformance.catalogue import register
 
 
 def preset_pipeline(stage):
     return replace(PRESETS[stage], dtype=None)
-
-
-def steps(pipeline, has_relu, size):
-    """The preset's steps in order, as (name, function) pairs (= conventions.postprocess)."""
-    relu_applies = pipeline.relu == "always" or (pipeline.relu == "method" and has_relu)
-    result = [("relu", lambda m: np.maximum(m, 0))] if relu_applies else []
-    normalize = ("normalize", lambda m: normalize_maps(m, pipeline.normalize, pipeline.eps))
-    resize = ("resize", lambda m: resize_maps(m, size, pipeline.interpolation))
-    if pipeline.order == "resize-then-normalize":
-        result += [resize, normalize]
-    elif pipeline.order == "normalize-then-resize":
-        result += [normalize, resize]
-    else:
-        result += [normalize, resize, normalize]
-    return result
-
-
-def run(maps, step_list):
-    for _, function in step_list:
-        maps = function(maps)
-    return maps
 
 
 def _with(stage, lab, pre, has_relu, **changes):
@@ -53,7 +33,7 @@ def _with(stage, lab, pre, has_relu, **changes):
     changed = replace(pipeline, **changes)
     if changed == pipeline:
         return None
-    return run(pre, steps(changed, has_relu, lab.case.size))
+    return run_steps(pre, steps(changed, has_relu, lab.case.size))
 
 
 # ----------------------------------------------------------------------------
@@ -75,7 +55,7 @@ def missing_relu(pre, lab, stage, has_relu):
 def relu_always(pre, lab, stage, has_relu):
     """raw: ReLU of a method that has none; a preset: the preset with relu="always"."""
     if stage == "raw":
-        return None if has_relu else np.maximum(pre, 0)
+        return None if has_relu else positive(pre)
     return _with(stage, lab, pre, has_relu, relu="always")
 
 
@@ -92,7 +72,7 @@ def normalise_before_relu(pre, lab, stage, has_relu):
     relu_step = order.pop(names.index("relu"))
     first_normalize = [name for name, _ in order].index("normalize")
     order.insert(first_normalize + 1, relu_step)
-    return run(pre, order)
+    return run_steps(pre, order)
 
 
 # ----------------------------------------------------------------------------
@@ -114,14 +94,7 @@ def per_batch_normalisation(pre, lab, stage, has_relu):
 
     order = [(name, batch_normalize if name == "normalize" else f)
              for name, f in steps(pipeline, has_relu, lab.case.size)]
-    return run(pre, order)
-
-
-@register("max-normalisation", "pipeline", "divided by the max, without subtracting the min",
-          "keras-io grad_cam.py (relu(h) / max(h)); the Grad-CAM++ authors' cam / max(cam) (docs/peers.md, Shared plumbing)")
-def max_normalisation(pre, lab, stage, has_relu):
-    """The preset with normalize="max" (x / max)."""
-    return None if stage == "raw" else _with(stage, lab, pre, has_relu, normalize="max")
+    return run_steps(pre, order)
 
 
 @register("minmax-normalisation", "pipeline", "min-max normalised where no normalisation is wanted",
@@ -129,7 +102,7 @@ def max_normalisation(pre, lab, stage, has_relu):
 def minmax_normalisation(pre, lab, stage, has_relu):
     """raw: the map min-max normalised (exact); an unnormalised preset: with normalize="minmax"."""
     if stage == "raw":
-        return normalize_maps(np.maximum(pre, 0) if has_relu else pre, "minmax")
+        return normalize_maps(final_relu(pre, has_relu), "minmax")
     return _with(stage, lab, pre, has_relu, normalize="minmax", eps=None) if \
         preset_pipeline(stage).normalize == "none" else None
 
@@ -140,31 +113,7 @@ def torchcam_normalized(pre, lab, stage, has_relu):
     """The raw map min-max normalised with 1e-8 added to the range."""
     if stage != "raw":
         return None
-    return normalize_maps(np.maximum(pre, 0) if has_relu else pre, "minmax", 1e-8)
-
-
-@register("no-normalisation", "pipeline", "not normalised where the preset normalises",
-          "captum returns unnormalised maps (docs/peers.md, Shared plumbing)")
-def no_normalisation(pre, lab, stage, has_relu):
-    """The preset with normalize="none"."""
-    return None if stage == "raw" else _with(stage, lab, pre, has_relu, normalize="none")
-
-
-def _eps(value, who):
-    def variant(pre, lab, stage, has_relu):
-        if stage == "raw" or preset_pipeline(stage).normalize == "none":
-            return None
-        return _with(stage, lab, pre, has_relu, eps=value)
-    variant.__doc__ = f"the preset's normalisation with eps={value} ({who})"
-    return variant
-
-
-register("eps-1e-7", "pipeline", "1e-7 added to the range (max - min + 1e-7)",
-         "pytorch-grad-cam scale_cam_image, tf-keras-vis normalize (docs/peers.md, silent disagreements 5)")(_eps(1e-7, "pytorch-grad-cam"))
-register("eps-1e-8", "pipeline", "1e-8 added to the range (max - min + 1e-8)",
-         "torchcam _normalize (docs/peers.md, silent disagreements 5)")(_eps(1e-8, "torchcam"))
-register("eps-none", "pipeline", "exact scaling, no eps added to the range",
-         "minicam's own preset; keras-io, the CAM and Grad-CAM++ authors (docs/peers.md, silent disagreements 5)")(_eps(None, "exact"))
+    return normalize_maps(final_relu(pre, has_relu), "minmax", 1e-8)
 
 
 @register("uint8-before-resize", "pipeline", "min-max normalised and quantised to uint8 (255 levels) before resizing",
@@ -178,49 +127,52 @@ def uint8_before_resize(pre, lab, stage, has_relu):
     where = [name for name, _ in order].index("resize")
     order[where:where] = [("normalize-exact", lambda m: normalize_maps(m, "minmax")),
                           ("quantise", lambda m: np.floor(255 * m).astype(m.dtype) / 255)]
-    return run(pre, order)
+    return run_steps(pre, order)
 
 
 # ----------------------------------------------------------------------------
-# Resizing, and the order of resizing and normalising
+# One choice of the preset changed: normalisation, eps, resizing, and their order
 # ----------------------------------------------------------------------------
 
 
-def _interpolation(value):
+def _preset_with(field, value):
+    """The variant "the key's preset with `field` = `value`" (None for raw maps, and for a change
+    of eps or order on a preset that does not normalise: it would change nothing)."""
     def variant(pre, lab, stage, has_relu):
-        return None if stage == "raw" else _with(stage, lab, pre, has_relu, interpolation=value)
-    variant.__doc__ = f"the preset with interpolation={value!r}"
-    return variant
-
-
-for _name, _value, _summary, _source in (
-    ("half-pixel-upsampling", "bilinear", "bilinear with half-pixel centres (align_corners=False)",
-     "cv2 INTER_LINEAR, torch F.interpolate(mode='bilinear') with its default align_corners=False, skimage resize (docs/peers.md, silent disagreements 4)"),
-    ("corner-aligned-upsampling", "bilinear-corners", "bilinear with corner-aligned grid (align_corners=True)",
-     "scipy.ndimage.zoom(order=1) in tf-keras-vis; torch UpsamplingBilinear2d (docs/peers.md, silent disagreements 4)"),
-    ("nearest-upsampling", "nearest", "nearest-neighbour upsampling",
-     "captum LayerAttribution.interpolate's default (docs/peers.md, Shared plumbing)"),
-    ("bicubic-upsampling", "bicubic", "bicubic upsampling (torch's, a = -0.75)",
-     "torchcam overlay_mask and keras-io use PIL's bicubic, whose kernel is not torch's (not reproduced exactly) (docs/peers.md, silent disagreements 4)"),
-):
-    register(_name, "pipeline", _summary, _source)(_interpolation(_value))
-
-
-def _order(value):
-    def variant(pre, lab, stage, has_relu):
-        if stage == "raw" or preset_pipeline(stage).normalize == "none":
+        if stage == "raw" or (field in ("eps", "order") and preset_pipeline(stage).normalize == "none"):
             return None
-        return _with(stage, lab, pre, has_relu, order=value)
-    variant.__doc__ = f"the preset with order={value!r}"
+        return _with(stage, lab, pre, has_relu, **{field: value})
+    variant.__doc__ = f"the preset with {field}={value!r}"
     return variant
 
 
-for _name, _value, _summary, _source in (
-    ("resize-then-normalise", "resize-then-normalize", "resized first, then normalised",
-     "tf-keras-vis (zoom, then normalize) (docs/peers.md, silent disagreements 3)"),
-    ("normalise-then-resize", "normalize-then-resize", "normalised at the layer's resolution, then resized",
-     "torchcam's maps, upsampled afterwards (docs/peers.md, silent disagreements 3)"),
-    ("normalise-resize-normalise", "normalize-resize-normalize", "normalised, resized, normalised again",
-     "pytorch-grad-cam base_cam.py scale_cam_image twice (docs/peers.md, silent disagreements 3)"),
+DISAGREE = "docs/peers.md, silent disagreements"
+for _name, _field, _value, _summary, _source in (
+    ("max-normalisation", "normalize", "max", "divided by the max, without subtracting the min",
+     "keras-io grad_cam.py (relu(h) / max(h)); the Grad-CAM++ authors' cam / max(cam) (docs/peers.md, Shared plumbing)"),
+    ("no-normalisation", "normalize", "none", "not normalised where the preset normalises",
+     "captum returns unnormalised maps (docs/peers.md, Shared plumbing)"),
+    ("eps-1e-7", "eps", 1e-7, "1e-7 added to the range (max - min + 1e-7)",
+     f"pytorch-grad-cam scale_cam_image, tf-keras-vis normalize ({DISAGREE} 5)"),
+    ("eps-1e-8", "eps", 1e-8, "1e-8 added to the range (max - min + 1e-8)", f"torchcam _normalize ({DISAGREE} 5)"),
+    ("eps-none", "eps", None, "exact scaling, no eps added to the range",
+     f"minicam's own preset; keras-io, the CAM and Grad-CAM++ authors ({DISAGREE} 5)"),
+    ("half-pixel-upsampling", "interpolation", "bilinear", "bilinear with half-pixel centres (align_corners=False)",
+     "cv2 INTER_LINEAR, torch F.interpolate(mode='bilinear') with its default align_corners=False, skimage "
+     f"resize ({DISAGREE} 4)"),
+    ("corner-aligned-upsampling", "interpolation", "bilinear-corners",
+     "bilinear with corner-aligned grid (align_corners=True)",
+     f"scipy.ndimage.zoom(order=1) in tf-keras-vis; torch UpsamplingBilinear2d ({DISAGREE} 4)"),
+    ("nearest-upsampling", "interpolation", "nearest", "nearest-neighbour upsampling",
+     "captum LayerAttribution.interpolate's default (docs/peers.md, Shared plumbing)"),
+    ("bicubic-upsampling", "interpolation", "bicubic", "bicubic upsampling (torch's, a = -0.75)",
+     "torchcam overlay_mask and keras-io use PIL's bicubic, whose kernel is not torch's (not reproduced exactly) "
+     f"({DISAGREE} 4)"),
+    ("resize-then-normalise", "order", "resize-then-normalize", "resized first, then normalised",
+     f"tf-keras-vis (zoom, then normalize) ({DISAGREE} 3)"),
+    ("normalise-then-resize", "order", "normalize-then-resize", "normalised at the layer's resolution, then resized",
+     f"torchcam's maps, upsampled afterwards ({DISAGREE} 3)"),
+    ("normalise-resize-normalise", "order", "normalize-resize-normalize", "normalised, resized, normalised again",
+     f"pytorch-grad-cam base_cam.py scale_cam_image twice ({DISAGREE} 3)"),
 ):
-    register(_name, "pipeline", _summary, _source)(_order(_value))
+    register(_name, "pipeline", _summary, _source)(_preset_with(_field, _value))
