@@ -22,7 +22,7 @@ from importlib import resources
 
 import numpy as np
 
-from minicam import nn, ops
+from minicam import files, nn, ops
 from minicam.nn.module import random_generator
 
 
@@ -285,9 +285,10 @@ WEIGHTS_FILE = "lesson_cnn.npz"
 
 
 def load_weights(model, path) -> None:
-    """Load an .npz state_dict into `model` (no pickle: allow_pickle=False)."""
+    """Load an .npz state_dict into `model` (no pickle: allow_pickle=False). The entry
+    minicam.files.MARK_KEY is the mark of a file minicam wrote, not a weight."""
     with np.load(path, allow_pickle=False) as archive:
-        model.load_state_dict({key: archive[key] for key in archive.files})
+        model.load_state_dict({key: archive[key] for key in archive.files if key != files.MARK_KEY})
 
 
 def lesson_cnn(pretrained: bool = True) -> LessonCNN:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minicam import Tensor, no_grad, ops
+from minicam import Tensor, files, no_grad, ops
 from minicam.data import single_instance
+from minicam.errors import add_debug_flag, run_command
 from minicam.models import LessonCNN
 from minicam.optim import Adam
 
@@ -107,13 +108,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=default_out, help=f"where to write the weights (default {default_out})")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--force", action="store_true", help="overwrite a weights file minicam did not write")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.seed < 0 or args.epochs < 1:
+        parser.error(f"--seed must be non-negative and --epochs positive, got {args.seed} and {args.epochs}")
+    if args.out.suffix != ".npz":
+        parser.error(f"--out must name an .npz file, got {args.out}")
+    files.check_writable(args.out, args.force)  # refuse before training, not after it
     model, history, test_accuracy = train_lesson_cnn(args.seed, args.epochs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, **model.state_dict())
+    files.write_npz(args.out, model.state_dict(), args.force)
     print(f"test accuracy {test_accuracy:.3f} after {history[-1]['seconds']:.1f} s; weights written to {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python -m minicam.train", main, sys.argv[1:]))

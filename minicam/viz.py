@@ -38,6 +38,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from minicam import files
+
 COLORBAR_LABEL = "map value"
 IMAGE_ROW_LABEL = "input"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
@@ -209,12 +211,14 @@ def grid(images, maps, *, row_titles=None, column_titles=None, cmap="jet", alpha
     return fig
 
 
-def save_figure(fig, name: str, folder=None, dpi: int = 100) -> pathlib.Path:
+def save_figure(fig, name: str, folder=None, dpi: int = 100, force: bool = False) -> pathlib.Path:
     """Write fig to <folder>/<name>.png and return that path.
 
     folder: the argument, else $MINICAM_OUT, else ./minicam_out; created if missing.
     ".png" is added unless name already ends with an image suffix (.png .jpg .jpeg .svg .pdf).
     The file is exactly figsize * dpi pixels. The figure is left open: it is the caller's.
+    The file is written atomically and carries minicam's mark; an existing file without
+    the mark (one minicam did not write) is refused unless force=True (minicam.files).
     """
     if not hasattr(fig, "savefig"):
         raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__} "
@@ -231,8 +235,5 @@ def save_figure(fig, name: str, folder=None, dpi: int = 100) -> pathlib.Path:
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"output folder {str(folder)!r} exists and is a file; choose another folder")
-    folder.mkdir(parents=True, exist_ok=True)
     file_name = name if name.lower().endswith(IMAGE_SUFFIXES) else name + ".png"
-    path = folder / file_name
-    fig.savefig(path, dpi=dpi)
-    return path
+    return files.save_matplotlib_figure(fig, folder / file_name, dpi, force=force)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from minicam import Tensor, data
+from minicam import Tensor, data, files
 from minicam.cam.capture import predict
 from minicam.models import FlattenHeadCNN, LessonCNN, TinyResNet, lesson_cnn
 from minicam.train import accuracy, one_vs_rest_loss
@@ -24,7 +24,8 @@ def test_shipped_weights_load_without_pickle_and_are_small():
     path = resources.files("minicam") / "weights" / "lesson_cnn.npz"
     assert path.is_file() and os.path.getsize(str(path)) < 300_000
     with np.load(str(path), allow_pickle=False) as archive:
-        assert set(archive.files) == set(LessonCNN().state_dict())
+        assert set(archive.files) == set(LessonCNN().state_dict()) | {files.MARK_KEY}  # + the mark of minicam's files
+        assert str(archive[files.MARK_KEY]) == files.MARK
 
 
 def test_layer_names_read_well():

@@ -57,7 +57,9 @@ import numpy as np
 from minicam.bench.nets import DEFAULT_NETS, NETS
 from minicam.bench.timing import FULL, QUICK, PeakMemory, Settings, load_average, machine, matmul_peak, time_round_robin
 from minicam.bench.workloads import build_workloads
+from minicam import files
 from minicam.cam import METHODS
+from minicam.errors import add_debug_flag
 
 MIB = 2**20
 
@@ -233,11 +235,17 @@ def _list(kind, choices=None, convert=str):
     return parse
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {value}")
-    return value
+def _positive(what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be whole numbers, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {value}")
+        return value
+
+    return parse
 
 
 def parse_arguments(argv):
@@ -251,17 +259,25 @@ def parse_arguments(argv):
                         help=f"comma-separated, from {', '.join(NETS)} (default: {','.join(DEFAULT_NETS)})")
     parser.add_argument("--dtypes", type=_list("dtype", ("float32", "float64")), default=("float32", "float64"),
                         help="comma-separated (default: float32,float64)")
-    parser.add_argument("--batch-sizes", type=_list("batch size", convert=_positive), default=(1, 32),
+    parser.add_argument("--batch-sizes", type=_list("batch size", convert=_positive("batch sizes")), default=(1, 32),
                         help="comma-separated (default: 1,32)")
     parser.add_argument("--methods", type=_list("method", METHODS), default=tuple(METHODS),
                         help="CAM methods to time, comma-separated (default: all)")
-    parser.add_argument("--repeats", type=_positive, help="rounds of the round-robin (default: 15; --quick: 2)")
+    parser.add_argument("--repeats", type=_positive("--repeats"),
+                        help="rounds of the round-robin (default: 15; --quick: 2)")
     parser.add_argument("--no-torch", action="store_true", help="leave out the torch columns even if torch is installed")
-    return parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="overwrite output files minicam did not write")
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (it is created if missing)")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_arguments([] if argv is None else list(argv))
+    for name in ("bench.json", "bench.md"):  # refuse before the long run, not after it
+        files.check_writable(args.out / name, args.force)
     settings = QUICK if args.quick else FULL
     if args.repeats is not None:
         settings = Settings(args.repeats, min(settings.min_repeats, args.repeats), settings.budget,
@@ -272,8 +288,7 @@ def main(argv=None) -> int:
     results = run(options, log=log)
     results["command"] = "python -m minicam bench " + " ".join(argv or [])
     table = markdown(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "bench.md").write_text(table)
+    files.write_json(args.out / "bench.json", results, args.force)
+    files.write_text(args.out / "bench.md", table, args.force)
     print(json.dumps(results, indent=1) if args.json else table)
     return 0

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minicam import files
+
 
 # ----------------------------------------------------------------------------
 # The exported cases, read as a third party would
@@ -221,7 +223,7 @@ def write_results(folder, names=None) -> "OrderedDict[str, Path]":
     written = OrderedDict()
     for name in names or ADAPTERS:
         path = folder / f"results-{name}.npz"
-        np.savez(path, **ADAPTERS[name](folder))
+        files.write_npz(path, ADAPTERS[name](folder))  # minicam wrote it: it carries minicam's mark
         written[name] = path
     return written
 

@@ -1,6 +1,8 @@
 """The command line: `minicam export-cases DIR` and `minicam verify RESULTS.npz`.
 
-Each returns an exit status: 0 success, 1 a check failed, 2 the input could not be read.
+Exit statuses: export-cases 0 written, 1 refused or not writable (one line on stderr, see
+minicam.errors); verify 0 every map passed, 1 a map failed (or an error), 2 the results
+file or the cases folder could not be read.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 
 from minicam.conformance.export import CaseDataError, export_cases
 from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE
+from minicam.errors import add_debug_flag
 
 
 def export_cases_main(argv) -> int:
@@ -16,13 +19,13 @@ def export_cases_main(argv) -> int:
         prog="minicam export-cases",
         description="Write minicam's conformance cases (nets, weights, inputs, targets, expected maps and a "
                     "README that explains the format) to DIR, for another implementation to run.")
-    parser.add_argument("directory", metavar="DIR", help="the folder to write (created if needed)")
+    parser.add_argument("directory", metavar="DIR",
+                        help="the folder to write (created if needed): new, empty, or a previous export")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty folder that is not a previous export (same-named files are replaced)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        folder = export_cases(args.directory)
-    except OSError as error:
-        print(f"minicam export-cases: cannot write {args.directory}: {error}", file=sys.stderr)
-        return 2
+    folder = export_cases(args.directory, force=args.force)  # errors: one line, exit 1 (minicam.errors)
     print(f"wrote the conformance cases to {folder.resolve()}; read {folder / 'README.md'}")
     return 0
 
@@ -43,6 +46,7 @@ def verify_main(argv) -> int:
                              f"(default {DEFAULT_FLOAT32_TOLERANCE:g})")
     parser.add_argument("--require-all", action="store_true", help="count maps that were not submitted as failures")
     parser.add_argument("--no-diagnosis", action="store_true", help="do not search the catalogue of variants")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not (args.tolerance > 0 and args.float32_tolerance > 0):
         parser.error("tolerances must be positive numbers")
@@ -53,7 +57,9 @@ def verify_main(argv) -> int:
                         float32_tolerance=args.float32_tolerance, require_all=args.require_all,
                         diagnose=not args.no_diagnosis)
     except CaseDataError as error:
-        print(f"minicam verify: {error}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"minicam verify: error: {error}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report.to_text())
     return report.exit_code

@@ -15,12 +15,15 @@ weights) and its expected maps; adapters.torch_net rebuilds the net in torch.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 import minicam
+from minicam import files
+from minicam.autograd import Tensor
 from minicam.cam.registry import REGISTRY
 from minicam.conformance.architecture import build, describe
 from minicam.conformance.cases import Case, expected_maps, smoothgrad_noise, suite
@@ -34,11 +37,15 @@ class CaseDataError(ValueError):
     """An exported case folder that cannot be read (missing file, wrong format)."""
 
 
-def export_cases(directory, cases=None) -> Path:
-    """Write every case (default: the whole suite) to `directory`; return its path."""
+def export_cases(directory, cases=None, force: bool = False) -> Path:
+    """Write every case (default: the whole suite) to `directory`; return its path.
+
+    The folder must be new, empty, or a previous export (its index.json carries minicam's
+    mark, minicam.files): anything else is refused (files.FileRefused) unless force=True.
+    Every file is written atomically, and never through a symbolic link.
+    """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"{directory} exists and is not a folder")
+    _check_export_folder(directory, force)
     directory.mkdir(parents=True, exist_ok=True)
     cases = list(suite().values()) if cases is None else list(cases)
     expected = {case.name: expected_maps(case) for case in cases}
@@ -53,12 +60,37 @@ def export_cases(directory, cases=None) -> Path:
         "stages": {stage: stage_note(stage) for stage in STAGES},
         "tolerance": {"float64": DEFAULT_TOLERANCE, "float32": DEFAULT_FLOAT32_TOLERANCE, "measure": ERROR_MEASURE},
     }
-    (directory / "index.json").write_text(json.dumps(index, indent=1) + "\n")
-    (directory / "README.md").write_text(readme(cases, expected))
+    files.write_text(directory / "README.md", readme(cases, expected), force=True)
+    files.write_json(directory / "index.json", index, force=True)  # last: the folder is complete
     return directory
 
 
+def _check_export_folder(directory: Path, force: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise files.FileRefused(f"{directory} exists and is not a folder; choose a new folder name")
+    if not directory.exists() or force or not any(directory.iterdir()):
+        return
+    index = directory / "index.json"
+    ours = index.is_file() and not index.is_symlink() and files.written_by_minicam(index)
+    if not ours or _read_json(index, "an index").get("format") != FORMAT:
+        raise files.FileRefused(
+            f"{directory} is not empty and is not a folder written by `minicam export-cases` (its index.json is "
+            "missing or was not written by minicam): choose a new or empty folder, or pass --force to write the "
+            "cases into it anyway (files of the same names are replaced)")
+
+
+def _write_arrays(path: Path, arrays: dict) -> None:
+    files.write_atomically(path, lambda temporary: np.savez(temporary, **arrays), force=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    files.write_text(path, json.dumps(data, indent=1) + "\n", force=True)
+
+
 def _export_case(folder: Path, case: Case, expected: dict):
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise files.FileRefused(f"{folder} is a symbolic link or a file; minicam writes the case {case.name!r} only "
+                                "into a folder of its own: remove it, or export to a new folder")
     folder.mkdir(exist_ok=True)
     info = {
         "name": case.name,
@@ -75,15 +107,14 @@ def _export_case(folder: Path, case: Case, expected: dict):
         "options": case.options,
         "published": {key: np.asarray(value).tolist() for key, value in case.published.items()},
     }
-    (folder / "case.json").write_text(json.dumps(info, indent=1) + "\n")
-    (folder / "architecture.json").write_text(
-        json.dumps({"format": "sequential", "layers": describe(case.model)}, indent=1) + "\n")
-    np.savez(folder / "weights.npz", **case.model.state_dict())
+    _write_json(folder / "case.json", info)
+    _write_json(folder / "architecture.json", {"format": "sequential", "layers": describe(case.model)})
+    _write_arrays(folder / "weights.npz", case.model.state_dict())
     inputs = {"x": case.x, "targets": case.targets.astype(np.int64)}
     if "smoothgradcam++" in case.methods:
         inputs["smoothgradcam++/noise"] = smoothgrad_noise(case)
-    np.savez(folder / "inputs.npz", **inputs)
-    np.savez(folder / "expected.npz", **expected)
+    _write_arrays(folder / "inputs.npz", inputs)
+    _write_arrays(folder / "expected.npz", expected)
 
 
 def load_cases(directory) -> "OrderedDict[str, tuple[Case, dict]]":
@@ -93,6 +124,8 @@ def load_cases(directory) -> "OrderedDict[str, tuple[Case, dict]]":
     if index.get("format") != FORMAT or index.get("version") != VERSION:
         raise CaseDataError(f"{directory / 'index.json'} is not a {FORMAT} index of version {VERSION}: "
                             f"format {index.get('format')!r}, version {index.get('version')!r}")
+    if not isinstance(index.get("cases"), list):
+        raise CaseDataError(f"{directory / 'index.json'} has no list of cases; export the cases again")
     cases = OrderedDict()
     for name in index.get("cases", []):
         cases[name] = load_case(directory / name)
@@ -105,6 +138,8 @@ def load_case(folder) -> "tuple[Case, dict]":
         return _load_case(folder)
     except KeyError as error:
         raise CaseDataError(f"{folder}: a required entry is missing: {error}; export the cases again") from error
+    except (TypeError, AttributeError) as error:  # an entry of the wrong kind (a list where a name should be, ...)
+        raise CaseDataError(f"{folder}: an entry has the wrong type ({error}); export the cases again") from error
 
 
 def _load_case(folder: Path):
@@ -121,26 +156,52 @@ def _load_case(folder: Path):
     if absent:
         raise CaseDataError(f"{folder / 'expected.npz'} lacks {len(absent)} maps, e.g. {absent[0]!r}; export the "
                             "cases again with `minicam export-cases DIR`")
+    _check_inputs(folder, inputs, model)
     case = Case(info["name"], info.get("description", ""), model, inputs["x"], inputs["targets"].astype(np.int64),
                 info["layer"], tuple(info["methods"]), info.get("options", {}),
                 {key: np.asarray(value) for key, value in info.get("published", {}).items()}, info.get("sources", ""))
     return case, expected
 
 
+def _check_inputs(folder: Path, inputs: dict, model) -> None:
+    """The inputs must be finite float images and the targets classes the net has."""
+    x, targets = inputs["x"], inputs["targets"]
+    where = folder / "inputs.npz"
+    if x.dtype.kind != "f" or x.ndim != 4 or not np.all(np.isfinite(x)):
+        raise CaseDataError(f"{where}: 'x' must be finite float images (N, C, H, W), got {x.dtype} {x.shape} "
+                            f"with {int(np.sum(~np.isfinite(x))) if x.dtype.kind == 'f' else 'no'} NaN or infinite "
+                            "values; export the cases again")
+    try:
+        classes = model(Tensor(x[:1])).shape[1]
+    except ValueError as error:
+        raise CaseDataError(f"{where}: the net cannot run on 'x' of shape {x.shape}: {error}") from error
+    if targets.dtype.kind not in "iu" or targets.shape != (len(x),) or targets.min() < 0 or targets.max() >= classes:
+        raise CaseDataError(f"{where}: 'targets' must be {len(x)} integer classes in 0..{classes - 1}, got "
+                            f"{targets.tolist()}; export the cases again")
+
+
 def _read_json(path: Path, what: str):
     if not path.is_file():
         raise CaseDataError(f"{path} is missing: expected {what} (write the cases with `minicam export-cases DIR`)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CaseDataError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise CaseDataError(f"{path} must hold a JSON object ({what}), got a {type(data).__name__}; "
+                            "export the cases again")
+    return data
 
 
 def _read_npz(path: Path) -> dict:
     if not path.is_file():
         raise CaseDataError(f"{path} is missing (write the cases with `minicam export-cases DIR`)")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            raise ValueError("it holds a single array, not named arrays")
+        with data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise CaseDataError(f"{path} cannot be read as .npz: {error}") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # e.g. a truncated file
+        raise CaseDataError(f"{path} cannot be read as .npz ({type(error).__name__}: {error}); export the cases "
+                            "again") from error

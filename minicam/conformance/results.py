@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minicam import files
 from minicam.cam.registry import METHODS
 from minicam.conformance.format import STAGES
 from minicam.conformance.report import Entry
@@ -43,6 +44,8 @@ def read_results(source) -> "tuple[str, dict]":
     entries = {}
     with data:
         for key in data.files:
+            if key == files.MARK_KEY:  # the mark of a results file minicam's adapters wrote, not a map
+                continue
             try:
                 entries[key] = data[key]
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # e.g. an object array, a corrupt member
