@@ -18,11 +18,30 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError)
 
 
 class NonFiniteError(ValueError):
     """A NaN or an infinity where a number was needed; the message says where it first appeared."""
+
+
+def count_non_finite(values) -> str:
+    """'3 NaN and 1 infinite values' (or '' when every value is finite)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc" or np.all(np.isfinite(values)):
+        return ""
+    nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    return " and ".join(part for part in (f"{nan} NaN" if nan else "", f"{inf} infinite" if inf else "") if part) \
+        + " value" + ("s" if nan + inf > 1 else "")
+
+
+def require_finite(values, what: str, fix: str) -> None:
+    """Raise NonFiniteError ("<what> holds 2 NaN values; <fix>") unless every value is finite."""
+    found = count_non_finite(values)
+    if found:
+        raise NonFiniteError(f"{what} holds {found}; {fix}")
 
 
 def add_debug_flag(parser) -> None:

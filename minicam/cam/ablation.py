@@ -34,8 +34,9 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import capture, checked_images, class_scores, layer_output
+from minicam.cam.capture import capture, checked_images, class_scores, output_with_layer_output, overflow_fix
 from minicam.cam.maps import final_relu, weighted_sum
+from minicam.errors import require_finite
 
 SCORES = ("logit", "softmax")
 
@@ -64,9 +65,12 @@ def ablationcam(model, x, layer, target=None, *, score="logit", ablation_value=0
             channels = np.arange(start, min(start + batch_size, k))
             copies = np.repeat(A[image : image + 1], len(channels), axis=0)
             copies[np.arange(len(channels)), channels] = ablation_value  # copy p: channel channels[p] ablated
-            y_ablated[image, channels] = _scores_with_layer_output(
-                model, x.data[image : image + 1], layer, copies, _repeat(target_of_image, len(channels)), score
-            )
+            with no_grad():
+                output = output_with_layer_output(model, x.data[image : image + 1], layer, Tensor(copies))
+                y_ablated[image, channels] = class_scores(output, _repeat(target_of_image, len(channels)), score)[0].data
+    require_finite(y_ablated, "the scores with one channel ablated",
+                   f"the layers above {layer!r} overflow when a channel is set to {ablation_value}: use a smaller "
+                   f"ablation_value; {overflow_fix(A.dtype)}")
     return ablationcam_map(A, y, y_ablated, relu=relu)
 
 
@@ -85,13 +89,6 @@ def ablation_weights(y, y_ablated):
     drop = y - y_ablated
     tiny = np.abs(y) < np.finfo(drop.dtype).eps
     return np.where(tiny, drop, drop / np.where(tiny, 1, np.abs(y)))
-
-
-def _scores_with_layer_output(model, image, layer, replacement, target, score):
-    """Run model(image) with the layer's output replaced by `replacement` (P copies); the P scores."""
-    with layer_output(model, layer, replace=lambda inputs, output: Tensor(replacement)), no_grad():
-        y, _, _ = class_scores(model(Tensor(image)), target, score)
-    return y.data
 
 
 def _repeat(target, copies):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import checked_images, layer_output, target_classes
+from minicam.cam.capture import check_forward, checked_images, layer_output, target_classes
 from minicam.cam.maps import final_relu, weighted_sum
 from minicam.nn import Linear
 
@@ -50,6 +50,7 @@ def cam(model, x, layer, target=None, *, score="logit", relu=False):
     fc_name, fc = final_linear(model)
     with layer_output(model, layer) as seen, layer_output(model, fc) as head, no_grad():
         output = model(Tensor(x.data)).data
+    check_forward(model, x, output, *([seen.output.data] if seen.calls else []))
 
     A = seen.output.data if seen.calls and seen.output.ndim == 4 else None
     if A is None:

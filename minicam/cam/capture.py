@@ -16,6 +16,11 @@ The model runs in eval mode during the capture (every flag is restored afterward
 a batch-norm layer in training mode would mix the images of a batch (and update its
 running statistics), and every map must be per image: a batch gives the same maps as
 one image at a time.
+
+Non-finite values are an error where they first appear, never a map (NonFiniteError):
+the input (checked_images), the forward pass (check_forward names the parameter that
+is not finite, or the first layer whose output is not although its input was), the
+score, the gradients (Capture.gradients), and the raw map (maps.final_relu).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 
 from minicam import ops
 from minicam.autograd import Tensor, enable_grad, grad, no_grad, set_grad_enabled
+from minicam.errors import NonFiniteError, count_non_finite, require_finite
 
 SCORES = ("logit", "softmax", "exp")
 
@@ -46,9 +52,7 @@ def checked_images(x, what: str = "x") -> Tensor:
     if data.shape[0] == 0:
         raise ValueError(f"{what} is an empty batch (shape {data.shape})")
     tensor = x if isinstance(x, Tensor) else Tensor(data)
-    if not np.all(np.isfinite(tensor.data)):
-        bad = int(np.sum(~np.isfinite(tensor.data)))
-        raise ValueError(f"{what} holds {bad} NaN or infinite values; a map of such an input would be meaningless")
+    require_finite(tensor.data, what, "a map of such an input would be meaningless: give finite images")
     return tensor
 
 
@@ -128,6 +132,73 @@ def layer_output(model, layer, replace=None):
         yield seen
 
 
+def output_with_layer_output(model, image, layer, copies: Tensor) -> Tensor:
+    """model(image) for ONE image, with the layer's output replaced by P copies (P, K, h, w): the
+    layers above run on the batch of copies, so the output has P rows, one per copy. The batch
+    trick of Grad-CAM++'s diagonal derivatives and of Ablation-CAM (the caller sets the grad mode)."""
+    with layer_output(model, layer, replace=lambda inputs, output: copies) as seen:
+        output = model(Tensor(image))
+    seen.feature_maps()
+    if output.ndim < 1 or output.shape[0] != copies.shape[0]:
+        raise ValueError(
+            f"replacing the output of layer {layer!r} by {copies.shape[0]} copies gave a model output of shape "
+            f"{tuple(output.shape)}, not one row per copy: the model's output does not depend on that layer "
+            "(or mixes the images of a batch); choose a layer the score is computed from")
+    return output
+
+
+# ----------------------------------------------------------------------------
+# Where a NaN or an infinity comes from
+# ----------------------------------------------------------------------------
+
+def overflow_fix(dtype) -> str:
+    """What to do about an overflow in this dtype."""
+    largest = f"{np.finfo(dtype).max:.1e}"
+    if np.dtype(dtype) == np.float32:
+        return (f"float32 holds numbers up to {largest}: compute in float64 (model.double() and "
+                "x.astype(np.float64)), or scale the input down")
+    return f"{np.dtype(dtype)} holds numbers up to {largest}: scale the input down"
+
+
+def check_forward(model, x, *values) -> None:
+    """Raise NonFiniteError, saying where the first NaN or infinity of model(x) comes from,
+    unless every array of `values` (outputs of a forward pass on x) is finite."""
+    if not any(count_non_finite(v) for v in values):
+        return
+    raise NonFiniteError(f"the forward pass is not finite: {forward_fault(model, x)}")
+
+
+def forward_fault(model, x) -> str:
+    """Where the first NaN or infinity of model(x) comes from, in one sentence: a parameter or
+    buffer that holds one, or else the first layer (innermost, in the order the layers finish)
+    whose output holds one."""
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    bad = [f"{name} ({count_non_finite(values.data if isinstance(values, Tensor) else values)})"
+           for name, values in named if count_non_finite(values.data if isinstance(values, Tensor) else values)]
+    if bad:
+        return (f"the model's weights are not finite: {', '.join(bad)}; load finite weights (a NaN weight "
+                "often comes from a training run that diverged)")
+    first = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            found = count_non_finite(output.data) if isinstance(output, Tensor) and not first else ""
+            if found:
+                finite_input = not any(count_non_finite(i.data) for i in inputs if isinstance(i, Tensor))
+                first.update(name=name or "the model", kind=type(module).__name__, found=found, finite_input=finite_input)
+        return hook
+
+    with contextlib.ExitStack() as hooks, evaluation_mode(model), no_grad():
+        for name, module in model.named_modules():
+            hooks.enter_context(module.register_forward_hook(record(name)))
+        model(Tensor(x.data if isinstance(x, Tensor) else x))
+    if not first:
+        return "the output is not finite although no layer's output was; " + overflow_fix(x.dtype)
+    origin = ("although its input was finite: an overflow (or an invalid operation) in that layer"
+              if first["finite_input"] else "and so does its input, computed outside any layer")
+    return f"the output of layer {first['name']!r} ({first['kind']}) holds {first['found']} {origin}; {overflow_fix(x.dtype)}"
+
+
 # ----------------------------------------------------------------------------
 # Targets and scores
 # ----------------------------------------------------------------------------
@@ -203,6 +274,7 @@ def class_scores(output: Tensor, target, score: str):
 class Capture:
     """What one forward (and backward) pass at a layer gives.
 
+    layer        the name of the captured layer
     output       the model output (N, classes) as a NumPy array
     classes      the target class of each image (N,), or None for a callable target
     activations  A, (N, K, h, w): a leaf Tensor from which `scores` was computed
@@ -211,6 +283,7 @@ class Capture:
     log_scale    (N,): for score="exp", y is exp(S - log_scale) (see class_scores); else 0
     """
 
+    layer: str
     output: np.ndarray
     classes: np.ndarray | None
     activations: Tensor
@@ -228,6 +301,8 @@ class Capture:
         (g,) = grad(self.scores.sum(), self.activations, create_graph=create_graph, allow_unused=True)
         if g is None:  # the score does not depend on this layer at all
             g = Tensor(np.zeros_like(self.A))
+        require_finite(g.data, f"the gradient dy/dA at layer {self.layer!r}",
+                       f"the backward pass overflowed although the forward pass was finite; {overflow_fix(self.A.dtype)}")
         return g
 
 
@@ -246,8 +321,11 @@ def capture(model, x, layer: str, target=None, score: str = "logit") -> Capture:
         with enable_grad():
             scores, classes, log_scale = class_scores(output, target, score)
     seen.feature_maps()
+    check_forward(model, x, seen.output.data, output.data)
+    require_finite(scores.data, f"the score ({score if not callable(target) else 'the target callable'})",
+                   "the target must give a finite score for every image")
     kind = "callable" if callable(target) else score
-    return Capture(output.data, classes, seen.output, scores, kind, log_scale)
+    return Capture(layer, output.data, classes, seen.output, scores, kind, log_scale)
 
 
 def activations_and_gradients(model, x, layer, target=None, score="logit"):
@@ -260,4 +338,6 @@ def predict(model, x) -> np.ndarray:
     """The model output for x in eval mode, without a graph (model left unchanged)."""
     x = checked_images(x)
     with evaluation_mode(model), no_grad():
-        return model(Tensor(x.data)).data
+        output = model(Tensor(x.data)).data
+    check_forward(model, x, output)
+    return output

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from minicam.cam.maps import positive
+from minicam.errors import require_finite
 from minicam.ops.resize import interpolation_matrix
 
 RELU_CHOICES = ("method", "none", "always")
@@ -60,8 +61,11 @@ class Pipeline:
         ):
             if value not in choices:
                 raise ValueError(f"unknown {field} {value!r}; choose one of {choices}")
-        if self.eps is not None and not self.eps >= 0:
-            raise ValueError(f"eps must be None or a non-negative number, got {self.eps!r}")
+        if self.eps is not None and (isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.floating))):
+            raise TypeError(f"eps must be a number (or None, or 'exact' in explain), got {self.eps!r} of type "
+                            f"{type(self.eps).__name__}")
+        if self.eps is not None and not (np.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be None or a finite non-negative number, got {self.eps!r}")
 
 
 PRESETS = {preset.name: preset for preset in (
@@ -107,7 +111,7 @@ def resolve(convention: str = "minicam", **overrides) -> Pipeline:
     An override of None keeps the preset's choice; eps="exact" asks for exact
     scaling (Pipeline.eps = None) on a preset that adds an eps.
     """
-    if convention not in PRESETS:
+    if not isinstance(convention, str) or convention not in PRESETS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {tuple(PRESETS)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
     if not changes:
@@ -125,7 +129,10 @@ def resolve(convention: str = "minicam", **overrides) -> Pipeline:
 
 
 def normalize_maps(maps: np.ndarray, how: str = "minmax", eps: float | None = None) -> np.ndarray:
-    """Scale each map of a batch (N, H, W) on its own; see Pipeline for the rules."""
+    """Scale each map of a batch (N, H, W) on its own; see Pipeline for the rules.
+    A map with a NaN or an infinity is an error (NonFiniteError): only a finite map with
+    no range becomes zeros."""
+    require_finite(maps, "the map to normalise", "the method's raw map must be finite; see the error's source")
     if how == "none":
         return maps
     flat = maps.reshape(len(maps), -1)

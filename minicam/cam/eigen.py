@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, no_grad
-from minicam.cam.capture import activations_and_gradients, checked_images, layer_output
+from minicam.cam.capture import activations_and_gradients, check_forward, checked_images, layer_output
 from minicam.cam.maps import final_relu
 
 
@@ -92,5 +92,7 @@ def layer_activations(model, x, layer):
     """A (N, K, h, w) of `layer` for input x: one forward pass in eval mode, no graph."""
     x = checked_images(x)
     with layer_output(model, layer) as seen, no_grad():
-        model(Tensor(x.data))
-    return seen.feature_maps()
+        output = model(Tensor(x.data))
+    A = seen.feature_maps()
+    check_forward(model, x, A, output.data)
+    return A

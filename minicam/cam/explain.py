@@ -25,6 +25,9 @@ def explain(model, x, method, layer, target=None, *, convention="minicam", relu=
 
     The presets:
     """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one name, a string such as 'gradcam', got {method!r}; call explain once "
+                        "per method for several")
     if method not in REGISTRY:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(REGISTRY)}")
     pipeline = resolve(convention, relu=relu, normalize=normalize, eps=eps, interpolation=interpolation, order=order)

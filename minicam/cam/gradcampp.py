@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicam.autograd import Tensor, enable_grad, grad
-from minicam.cam.capture import activations_and_gradients, capture, checked_images, class_scores, layer_output
+from minicam.cam.capture import activations_and_gradients, capture, checked_images, class_scores, output_with_layer_output
 from minicam.cam.maps import final_relu, positive, weighted_sum
 
 VARIANTS = ("paper", "authors", "exact")
@@ -132,8 +132,8 @@ def diagonal_derivatives(model, x, layer, target=None, score="logit", chunk_size
         for start in range(0, size, chunk_size):
             picks = np.arange(start, min(start + chunk_size, size))
             copies = Tensor(np.repeat(A[image : image + 1], len(picks), axis=0), requires_grad=True)
-            with layer_output(model, layer, replace=lambda inputs, output: copies), enable_grad():
-                output = model(Tensor(x.data[image : image + 1]))
+            with enable_grad():
+                output = output_with_layer_output(model, x.data[image : image + 1], layer, copies)
                 y, _, _ = class_scores(output, _repeat_target(target_n, len(picks)), score)
             rows = np.arange(len(picks))
             (g1,) = grad(y.sum(), copies, create_graph=True)
@@ -158,6 +158,15 @@ def _repeat_target(target, copies):
     return np.full(copies, int(target))
 
 
+def smoothgrad_noise(rng, n_samples, noise_std, image_shape, dtype):
+    """The noise of Smooth Grad-CAM++: (n_samples, C, H, W), N(0, noise_std^2), added to every image."""
+    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if not (np.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be a finite non-negative number, got {noise_std!r}")
+    return rng.normal(0.0, noise_std, size=(n_samples, *image_shape)).astype(dtype)
+
+
 def smoothgradcampp_map(A, scores, gradients, *, relu=True):
     """Smooth Grad-CAM++ (Omeiza et al. 2019) from the clean activations A (N, K, h, w), and the
     logits S_s (samples, N) and gradients g_s (samples, N, K, h, w) of the noisy copies.
@@ -177,22 +186,25 @@ def smoothgradcampp_map(A, scores, gradients, *, relu=True):
 
 def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8, noise_std=0.15, rng=None, relu=True):
     """Smooth Grad-CAM++ of the model's logit at `layer`: smoothgradcampp_map of the clean A and of
-    the logits and gradients of n_samples noisy copies x_s = x + N(0, noise_std^2) noise.
+    the logits and gradients of n_samples noisy copies x_s = x + noise_s, noise_s ~ N(0, noise_std^2).
 
-    The target class is fixed from the clean input. rng: an np.random.Generator
-    (default: seeded with 0, so the map is reproducible).
+    The noise is drawn once, n_samples images of the input's shape (C, H, W), and the SAME noise
+    is added to every image of the batch, so that an image's map does not depend on the other
+    images or their order (noise drawn for the whole batch would). The target class is fixed
+    from the clean input. rng: an np.random.Generator (default: np.random.default_rng(0), so
+    the map is reproducible).
     """
     if score != "logit":
         raise ValueError("smoothgradcam++ follows eq. 19 (Y = exp(S) of the logit S); leave score='logit'")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     rng = np.random.default_rng(0) if rng is None else rng
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be an np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
     x = checked_images(x)
     clean = capture(model, x, layer, target, "logit")
     classes = clean.classes if clean.classes is not None else target
     logits, grads = [], []
-    for _ in range(n_samples):
-        noisy = x.data + rng.normal(0.0, noise_std, size=x.shape).astype(x.dtype)
+    for noise in smoothgrad_noise(rng, n_samples, noise_std, x.shape[1:], x.dtype):
+        noisy = x.data + noise  # the same noise for every image of the batch
         cap = capture(model, noisy, layer, classes, "logit")
         logits.append(cap.scores.data)
         grads.append(cap.gradients().data)

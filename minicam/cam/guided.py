@@ -29,7 +29,8 @@ import numpy as np
 from minicam import nn
 from minicam.autograd import Function, Tensor, enable_grad, grad
 from minicam.ops.elementwise import Mask
-from minicam.cam.capture import checked_images, class_scores, layer_output
+from minicam.cam.capture import check_forward, checked_images, class_scores, layer_output, overflow_fix
+from minicam.errors import require_finite
 from minicam.cam.conventions import normalize_maps, resize_maps
 from minicam.cam.gradient import gradcam
 from minicam.cam.maps import final_relu
@@ -107,9 +108,13 @@ def input_gradients(model, x, target=None, score="logit", guided=True):
         for relu in relus:
             guided.enter_context(layer_output(model, relu, replace=lambda inputs, output: GuidedReLUOp.apply(inputs[0])))
         image = Tensor(x.data, requires_grad=True)
-        y, classes, _ = class_scores(model(image), target, score)
+        output = model(image)
+        check_forward(model, x, output.data)
+        y, classes, _ = class_scores(output, target, score)
     (gradients,) = grad(y.sum(), image, allow_unused=True)  # images are independent: one pass for all
-    return (np.zeros_like(x.data) if gradients is None else gradients.data), classes
+    gradients = np.zeros_like(x.data) if gradients is None else gradients.data
+    require_finite(gradients, "the input gradients dy/dx", f"the backward pass overflowed; {overflow_fix(gradients.dtype)}")
+    return gradients, classes
 
 
 def _check_reduction(channel_reduction):

@@ -1,7 +1,8 @@
 """The two building blocks of every class activation map, one spelling each.
 
     positive(x)              ReLU, max(x, 0): inside formulas (ReLU(g), ReLU(g * A), ...)
-    final_relu(maps, relu)   a method's final ReLU of the whole map, skipped when relu is False
+    final_relu(maps, relu)   a method's final ReLU of the whole map, skipped when relu is False;
+                             every formula ends here, so here the raw map must be finite
     weighted_sum(w, A)       sum_k w_k A_k per image: (N, K) weights, (N, K, h, w) maps -> (N, h, w)
 
 Notation shared by every file of minicam.cam: A is the explained layer's output
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicam.errors import require_finite
+
 
 def positive(x: np.ndarray) -> np.ndarray:
     """ReLU(x) = max(x, 0), the positive part, element by element."""
@@ -18,7 +21,10 @@ def positive(x: np.ndarray) -> np.ndarray:
 
 
 def final_relu(maps: np.ndarray, relu: bool) -> np.ndarray:
-    """The final ReLU of a method's map when `relu` is True; the map unchanged otherwise."""
+    """The final ReLU of a method's map when `relu` is True; the map unchanged otherwise.
+    A raw map that holds a NaN or an infinity is an error (NonFiniteError), never a map."""
+    require_finite(maps, "the raw map", "the method's formula overflowed although the activations and gradients "
+                   "were finite; compute in float64 (model.double() and x.astype(np.float64))")
     return positive(maps) if relu else maps
 
 

@@ -82,8 +82,10 @@ _RECORDS = (
     Method("scorecam", scorecam, scorecam_map, ("A", "C"), True, "Wang et al. 2020, Algorithm 1",
            "ReLU(sum_k alpha_k A_k), alpha = softmax over k of C_k, C_k = p(X * H_k) - p(0), p the target's "
            "softmax probability, H_k = min-max (exact; a constant channel gives 0) of A_k upsampled bilinearly "
-           "(half-pixel) to the input size, the same mask for every colour channel",
-           "score, channel_softmax, baseline, mask_interpolation, normalize_masks, mask_eps (each peer's choice)"),
+           "(half-pixel) to the input size, the same mask for every colour channel; an image whose C_k are all 0 "
+           "gets a zero map",
+           "score, channel_softmax, baseline, mask_interpolation, normalize_masks, mask_eps, no_evidence "
+           "(each peer's choice)"),
     Method("ablationcam", ablationcam, ablationcam_map, ("A", "y", "y_ablated"), True,
            "Desai & Ramaswamy 2020, Section 3",
            "ReLU(sum_k w_k A_k), w_k = (y - y_k) / |y|, y_k the logit with channel k of the layer set to 0 "

@@ -52,14 +52,16 @@ from minicam.cam.maps import final_relu, weighted_sum
 MASK_ORDERS = ("after-upsample", "before-upsample")
 BASELINES = ("zeros", None)
 SCORES = ("softmax", "logit")
+NO_EVIDENCE = ("zeros", "formula")
 
 
-def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=True, baseline="zeros",
-             mask_interpolation="bilinear", normalize_masks="after-upsample", mask_eps=None, batch_size=32,
-             relu=True):
+def scorecam(model, x, layer, target=None, *, score=None, channel_softmax=True, baseline="zeros",
+             mask_interpolation="bilinear", normalize_masks="after-upsample", mask_eps=None, no_evidence="zeros",
+             batch_size=32, relu=True):
     """The Score-CAM map (N, h, w) at the layer's resolution; see the module docstring.
 
-    score               "softmax" (the class probability, as the paper) or "logit"
+    score               "softmax" (the class probability, as the paper; the default for class
+                        targets) or "logit"; a callable target defines its own score (None)
     channel_softmax     True: alpha = softmax over channels of C (the paper); False: alpha = C
     baseline            "zeros": subtract f(black image); None: no subtraction. With
                         channel_softmax=True the baseline is a per-image constant and cancels.
@@ -68,8 +70,15 @@ def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=T
     normalize_masks     "after-upsample" (the paper: s(Up(A_k))) or "before-upsample" (Up(s(A_k)))
     mask_eps            None: exact min-max, a constant channel gives H_k = 0. A number:
                         (A - min) / (max - min + eps), as the peers compute it.
+    no_evidence         an image whose C_k are all exactly 0 (no mask changes the score): "zeros"
+                        gives it a zero map, "formula" the formula's (see scorecam_map)
     batch_size          masked images per forward pass (the passes are batched over channels)
     """
+    if score is None:
+        score = "logit" if callable(target) else "softmax"  # "logit": the callable's own score, taken as it is
+    elif callable(target) and score != "logit":
+        raise ValueError(f"a callable target defines the score itself; leave score unset (not {score!r}) "
+                         "and compute the probability inside the callable if you want one")
     if score not in SCORES:
         raise ValueError(f"Score-CAM scores masked inputs with score='softmax' or 'logit', not {score!r}")
     if baseline not in BASELINES:
@@ -78,6 +87,8 @@ def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=T
         raise ValueError(f"unknown mask_interpolation {mask_interpolation!r}; choose one of {INTERPOLATIONS}")
     if normalize_masks not in MASK_ORDERS:
         raise ValueError(f"unknown normalize_masks {normalize_masks!r}; choose one of {MASK_ORDERS}")
+    if no_evidence not in NO_EVIDENCE:
+        raise ValueError(f"no_evidence must be one of {NO_EVIDENCE}, not {no_evidence!r}")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     x = checked_images(x)
@@ -98,17 +109,25 @@ def scorecam(model, x, layer, target=None, *, score="softmax", channel_softmax=T
     C = C.reshape(n, k)
     if baseline == "zeros":
         C = C - _scores(model, np.zeros_like(x.data), classes, score)[:, None]
-    return scorecam_map(A, C, channel_softmax=channel_softmax, relu=relu)
+    return scorecam_map(A, C, channel_softmax=channel_softmax, no_evidence=no_evidence, relu=relu)
 
 
-def scorecam_map(A, C, *, channel_softmax=True, relu=True):
+def scorecam_map(A, C, *, channel_softmax=True, no_evidence="zeros", relu=True):
     """Score-CAM from the activations A (N, K, h, w) and the channel scores C (N, K),
     C_k = f(X * H_k) - f(X_b) (Definition 2; with the baseline subtracted where one is used):
 
         alpha = softmax_k(C)   (Algorithm 1; channel_softmax=False: alpha = C, as the authors' code)
         L     = ReLU(sum_k alpha_k A_k)
+
+    An image whose C_k are all exactly 0 (no mask changes the score, e.g. a score that does not
+    depend on the input) has no evidence for any channel: no_evidence="zeros" (minicam's
+    default) gives it a zero map, as every gradient method does for such a score; "formula"
+    keeps the formula's answer, which with the channel softmax is the plain mean of the channels
+    (softmax of equal numbers is uniform), as the peers compute it.
     """
     alpha = _softmax(C) if channel_softmax else C
+    if no_evidence == "zeros":
+        alpha = np.where(np.all(C == 0, axis=1)[:, None], 0, alpha).astype(A.dtype, copy=False)
     return final_relu(weighted_sum(alpha, A), relu)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from minicam import nn
 from minicam.cam.capture import predict
+from minicam.cam import gradcampp
 from minicam.cam.conventions import PRESETS, postprocess
 from minicam.cam.maps import final_relu
 from minicam.cam.registry import METHODS, REGISTRY
@@ -276,9 +277,9 @@ def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
 
 def smoothgrad_noise(case: Case) -> np.ndarray:
     """The noise Smooth Grad-CAM++ adds, (n_samples, N, C, H, W): sample s explains x + noise[s].
-    The same draws, in the same order, as minicam.cam.gradcampp.smoothgradcampp with
-    rng=np.random.default_rng(seed)."""
+    minicam.cam.gradcampp.smoothgradcampp's draws with rng=np.random.default_rng(seed): the same
+    noise for every image, repeated along N so that the file says exactly what each image gets."""
     options = case.options["smoothgradcam++"]
-    rng = np.random.default_rng(options["seed"])
-    return np.stack([rng.normal(0.0, options["noise_std"], size=case.x.shape).astype(case.x.dtype)
-                     for _ in range(options["n_samples"])])
+    noise = gradcampp.smoothgrad_noise(np.random.default_rng(options["seed"]), options["n_samples"],
+                                       options["noise_std"], case.x.shape[1:], case.x.dtype)
+    return np.repeat(noise[:, None], len(case.x), axis=1)

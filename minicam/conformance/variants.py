@@ -10,6 +10,7 @@ Import this module (not the two variant files) to get the full catalogue.
 from __future__ import annotations
 
 from minicam.cam.registry import REGISTRY
+from minicam.errors import NonFiniteError
 from minicam.conformance import variants_methods, variants_pipeline  # noqa: F401  (they fill CATALOGUE)
 from minicam.conformance.cases import finish
 from minicam.conformance.catalogue import CATALOGUE, Lab, Variant, as_map
@@ -25,6 +26,15 @@ def pipeline_variants():
     return [v for v in CATALOGUE.values() if v.kind == "pipeline"]
 
 
+def computed(variant, *arguments):
+    """The variant's map, or None where it does not apply, or where its map would not be finite
+    (e.g. exp(S) of a large logit): a results file holds finite maps (anything else is INVALID)."""
+    try:
+        return variant.compute(*arguments)
+    except NonFiniteError:
+        return None
+
+
 def candidates(lab: Lab, method: str, stage: str):
     """Yield (names, map) for every variant that applies to this key: first each single
     variant (method variants, then pipeline variants), then each pair (method variant,
@@ -33,7 +43,7 @@ def candidates(lab: Lab, method: str, stage: str):
     pre = lab.pre(method)
     varied = []
     for variant in method_variants(method):
-        result = as_map(variant.compute(lab, method), has_relu)
+        result = as_map(computed(variant, lab, method), has_relu)
         if result is not None:
             varied.append((variant.name, result))
             yield (variant.name,), finish(result[0], lab.case, stage, result[1])
@@ -62,7 +72,7 @@ def recompute(names, lab: Lab, method: str, stage: str):
     if variants[0].kind == "method":
         if variants[0].methods is not None and method not in variants[0].methods:
             return None
-        result = as_map(variants[0].compute(lab, method), has_relu)
+        result = as_map(computed(variants[0], lab, method), has_relu)
         if result is None:
             return None
         pre, has_relu = result

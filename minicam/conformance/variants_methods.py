@@ -286,15 +286,15 @@ for _name, (_summary, _source, _function) in {
     "torchcam-scorecam": _scorecam(
         "torchcam: logits, masks normalised (eps 1e-8) before bilinear upsampling, channel softmax",
         "torchcam 0.5.0 methods/activation.py ScoreCAM", score="logit", normalize_masks="before-upsample",
-        mask_eps=1e-8),
+        mask_eps=1e-8, no_evidence="formula"),
     "pytorch-grad-cam-scorecam": _scorecam(
         "pytorch-grad-cam: logits, masks upsampled corner-aligned then normalised (eps 1e-8), channel softmax",
         "pytorch-grad-cam score_cam.py (UpsamplingBilinear2d is align_corners=True)", score="logit",
-        mask_interpolation="bilinear-corners", mask_eps=1e-8),
+        mask_interpolation="bilinear-corners", mask_eps=1e-8, no_evidence="formula"),
     "tf-keras-vis-scorecam": _scorecam(
         "tf-keras-vis: probabilities as weights (no channel softmax, no baseline), corner-aligned masks, eps 1e-7",
         "tf-keras-vis scorecam.py", channel_softmax=False, baseline=None, mask_interpolation="bilinear-corners",
-        mask_eps=1e-7),
+        mask_eps=1e-7, no_evidence="formula"),
 }.items():
     register(_name, "method", _summary, _source, ("scorecam",))(_function)
 
