@@ -42,6 +42,24 @@ def flatten_net(rng, in_channels=3, size=8, hidden=4, channels=5, classes=3, dty
     return model.eval()
 
 
+def bn_net(rng, dtype=np.float64):
+    """A GAP net with a batch-norm layer whose running statistics are not the defaults
+    (so that a capture run in train mode would change the maps and the statistics)."""
+    model = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, 4, 3, padding=1, rng=rng, dtype=dtype)),
+        ("bn1", nn.BatchNorm2d(4, dtype=dtype)),
+        ("relu1", nn.ReLU()),
+        ("conv2", nn.Conv2d(4, 5, 3, padding=1, rng=rng, dtype=dtype)),
+        ("relu2", nn.ReLU()),
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(5, 3, rng=rng, dtype=dtype)),
+    ]))
+    model.bn1.running_mean[:] = rng.standard_normal(4) * 0.3
+    model.bn1.running_var[:] = rng.uniform(0.5, 2, 4)
+    return model
+
+
 def torch_twin(model):
     """A torch.nn.Sequential with the same layers, names and weights (float64, eval mode)."""
     import torch

@@ -10,7 +10,6 @@ order           a 3x3 map with an interior peak: resize-then-normalise and
 presets         every preset of explain() equals its steps, written out here by hand (own
                 interpolation weights, own min-max), applied to the method's raw map
 """
-from collections import OrderedDict
 
 import numpy as np
 import pytest

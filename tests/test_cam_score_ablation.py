@@ -273,49 +273,12 @@ def test_ablationcam_zero_score_gives_no_nan():
 METHODS = {"scorecam": scorecam, "ablationcam": ablationcam}
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("net,layer", [("gap", "relu2"), ("flatten", "relu2")])
-def test_batch_gives_the_maps_of_one_image_at_a_time(method, net, layer):
-    model, x = setup(net)
-    f = METHODS[method]
-    batch = f(model, x, layer, [2, 0, 1])
-    one_by_one = np.concatenate([f(model, x[i : i + 1], layer, [c]) for i, c in enumerate([2, 0, 1])])
-    assert_close(batch, one_by_one, rtol=1e-13)
-
-
 @settings(max_examples=5)
 @given(seed=st.integers(0, 2**16), batch_size=st.integers(1, 7))
 def test_batch_size_does_not_change_the_maps(seed, batch_size):
     model, x = setup("flatten", seed=seed, n=2)
     for f in METHODS.values():
         assert_close(f(model, x, "relu2", batch_size=batch_size), f(model, x, "relu2", batch_size=32), rtol=1e-13)
-
-
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_float32_input_is_close_to_float64(method):
-    model64, x64 = setup("flatten", dtype=np.float64)
-    model32, _ = setup("flatten", dtype=np.float32)
-    x32 = x64.astype(np.float32)
-    f = METHODS[method]
-    maps32 = f(model32, x32, "relu2")
-    maps64 = f(model64, x64, "relu2")
-    assert maps32.dtype == np.float32
-    np.testing.assert_allclose(maps32, maps64, rtol=1e-5, atol=5e-6 * np.abs(maps64).max())
-
-
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_model_is_left_unchanged(method):
-    model, x = setup("flatten")
-    model.train()
-    with no_grad():
-        before = model(Tensor(x)).data.copy()
-    state = {k: v.copy() for k, v in model.state_dict().items()}
-    METHODS[method](model, x, "relu2", batch_size=3)
-    assert all(m.training for m in model.modules())
-    assert all(len(m.forward_hooks) == 0 for m in model.modules())
-    assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())
-    with no_grad():
-        assert np.array_equal(model(Tensor(x)).data, before)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -12,7 +12,7 @@ import pytest
 
 from minicam.cam import METHODS, explain
 from minicam.cam.capture import capture, predict
-from minicam.cam.conventions import PRESETS, postprocess
+from minicam.cam.conventions import PRESETS
 from minicam.conformance import architecture
 from minicam.conformance.cases import STAGES, build_case, expected_maps, finish, method_map, smoothgrad_noise, suite
 from minicam.conformance.export import CaseDataError, export_cases, load_cases

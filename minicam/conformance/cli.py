@@ -61,5 +61,8 @@ def verify_main(argv) -> int:
             raise
         print(f"minicam verify: error: {error}", file=sys.stderr)
         return 2
+    if not report.readable and not args.json:  # nothing was checked: say why, in one line
+        print(f"minicam verify: error: {'; '.join(report.problems)}", file=sys.stderr)
+        return report.exit_code
     print(report.to_json() if args.json else report.to_text())
     return report.exit_code

@@ -13,9 +13,8 @@ from collections import OrderedDict
 import numpy as np
 
 from minicam import nn, ops
-from minicam.autograd import Tensor, enable_grad, grad
-from minicam.cam.capture import class_scores, evaluation_mode, predict
-from minicam.cam.conventions import normalize_maps, resize_maps
+from minicam.cam.capture import predict
+from minicam.cam.conventions import resize_maps
 from minicam.cam.guided import guided_gradcam_map, input_gradients, reduce_channels
 from minicam.cam.maps import positive, weighted_sum
 from minicam.cam.registry import REGISTRY
