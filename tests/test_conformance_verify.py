@@ -356,6 +356,6 @@ def test_command_line_export_and_verify(tmp_path, labs):
     assert len(entry) == 1 and entry[0]["diagnosis"][0]["names"] == ["softmax-score"]
 
     done = run_minicam("verify", folder / "absent.npz", cwd=tmp_path)
-    assert done.returncode == 2 and "does not exist" in done.stdout
+    assert done.returncode == 2 and "minicam verify: error: results file" in done.stderr and "does not exist" in done.stderr
     done = run_minicam("verify", folder / "results.npz", "--cases", tmp_path, cwd=tmp_path)
     assert done.returncode == 2 and "index.json is missing" in done.stderr
