@@ -168,6 +168,16 @@ def test_tensor_repr_is_readable():
     assert "dtype=float32" in repr(Tensor(np.ones(1, np.float32)))
 
 
+def test_grad_fn_names_the_primitive_that_computed_a_tensor():
+    from minicam.ops.elementwise import Mul
+
+    leaf = Tensor([1.0], requires_grad=True)
+    assert (leaf * 2).grad_fn is Mul
+    assert leaf.grad_fn is None and Tensor([1.0]).grad_fn is None
+    with minicam.no_grad():
+        assert (leaf * 2).grad_fn is None  # no graph, no grad_fn (as torch)
+
+
 def test_shape_errors_name_the_op_and_the_shapes():
     with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(2, 3\)"):
         minicam.ops.matmul(Tensor(np.ones((2, 3))), Tensor(np.ones((2, 3))))

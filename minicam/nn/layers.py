@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from minicam import ops
-from minicam.autograd import Tensor, as_tensor
+from minicam.autograd import Tensor, as_tensor, float_dtype
+from minicam.nn.module import Module, Parameter, _generator
 
-from minicam.nn.module import Module, Parameter, _generator, _float_dtype
 # ----------------------------------------------------------------------------
 # Helpers shared by the layers
 # ----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Linear"), _generator(rng, "Linear")
+        dtype, rng = float_dtype(dtype, "Linear"), _generator(rng, "Linear")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight = Parameter(_uniform_init(rng, in_features, (out_features, in_features), dtype))
         if bias:
@@ -98,7 +98,7 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Conv2d"), _generator(rng, "Conv2d")
+        dtype, rng = float_dtype(dtype, "Conv2d"), _generator(rng, "Conv2d")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
@@ -155,7 +155,7 @@ class BatchNorm2d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype=None, *, bias: bool = True):
         super().__init__()
-        dtype = _float_dtype(dtype, "BatchNorm2d")
+        dtype = float_dtype(dtype, "BatchNorm2d")
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.autograd import Function, Tensor, as_tensor
+from minicam.autograd import Function, Tensor, as_tensor, float_dtype
 
 
 def _pair(a, b, op: str):
@@ -332,9 +332,7 @@ def where(condition, input, other):
 
 
 def to_dtype(x, dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"to: dtype {dtype} is not supported; use np.float32 or np.float64")
+    dtype = float_dtype(dtype, "to")
     x = as_tensor(x)
     if x.dtype == dtype:
         return x
