@@ -1,7 +1,7 @@
 """The fused primitives against their slow twins, both in minicam, float64.
 
-conv2d (the primitives Conv2d, ConvTranspose2d, ConvWeight) against conv2d_composite
-(pad -> unfold -> matmul), and max_pool2d (MaxPool2d, WindowGather, WindowScatter)
+conv2d (the primitives Conv2dOp, ConvTranspose2dOp, ConvWeightOp) against conv2d_composite
+(pad -> unfold -> matmul), and max_pool2d (MaxPool2dOp, WindowGatherOp, WindowScatterOp)
 against max_pool2d_composite (pad -> unfold -> pick): the forward pass, the backward
 pass (a vector-Jacobian product with a random covector) and the double backward
 (the derivative of <backward, w> with respect to the inputs and the covector), the
@@ -22,7 +22,7 @@ from hypothesis import given, strategies as st
 
 import minicam.ops.conv_kernels as conv_module
 from minicam import Tensor, grad, ops
-from minicam.ops.conv import ConvTranspose2d, ConvWeight, Conv2d, conv2d_composite
+from minicam.ops.conv import ConvTranspose2dOp, ConvWeightOp, Conv2dOp, conv2d_composite
 from minicam.ops.pool import max_pool2d_composite
 from cases_conv import max_pool_geometry, window_geometry
 from opcheck import _MinicamAdapter, _results, assert_close
@@ -98,15 +98,15 @@ def test_fused_conv2d_matches_the_composite(plan, case):
 @pytest.mark.parametrize("plan", list(PLANS))
 @given(case=conv_case())
 def test_the_three_convolution_primitives_are_adjoint(plan, case):
-    """<Conv2d(x, w), g> = <x, ConvTranspose2d(g, w)> = <w, ConvWeight(x, g)>: why each is the others' backward."""
+    """<Conv2dOp(x, w), g> = <x, ConvTranspose2dOp(g, w)> = <w, ConvWeightOp(x, g)>: why each is the others' backward."""
     (x, w, *_), kwargs = case
     with using(plan):
         y = ops.conv2d(Tensor(x, requires_grad=True), w, **kwargs)
-        assert y._ctx.function is Conv2d
+        assert y._ctx.function is Conv2dOp
         geometry = y._ctx.saved[0]
         g = np.random.default_rng(1).standard_normal(y.shape)
-        dx = ConvTranspose2d.apply(g, w, geometry=geometry).data
-        dw = ConvWeight.apply(x, g, geometry=geometry).data
+        dx = ConvTranspose2dOp.apply(g, w, geometry=geometry).data
+        dw = ConvWeightOp.apply(x, g, geometry=geometry).data
     first, second, third = np.sum(y.data * g), np.sum(x * dx), np.sum(w * dw)
     scale = np.sum(np.abs(y.data * g))
     assert abs(first - second) <= 1e-12 * scale and abs(first - third) <= 1e-12 * scale

@@ -26,7 +26,7 @@ import numpy as np
 
 from minicam import nn
 from minicam.autograd import Function, Tensor, enable_grad, grad
-from minicam.ops.elementwise import Mask
+from minicam.ops.elementwise import MaskOp as Mask
 from minicam.cam.capture import as_image_batch, class_scores, evaluation_mode
 from minicam.cam.conventions import normalize_maps, resize_maps
 from minicam.cam.gradient import gradcam

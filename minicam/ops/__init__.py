@@ -1,12 +1,16 @@
 """minicam.ops: the differentiable operations, named and called as in torch.
 
+A primitive is a Function subclass named <Name>Op (MulOp, ReLUOp, Conv2dOp, ...): its forward
+on NumPy arrays, its backward in ops. The layers in minicam.nn have the bare names (nn.ReLU,
+nn.Conv2d), and the functions here torch.nn.functional's (relu, conv2d).
+
 One family per file, from the primitives up:
   elementwise.py  add, mul, div, exp, log, relu, sigmoid, tanh, softplus, where ...
   reduce.py       sum, mean, max, broadcast_to
   shape.py        reshape, flatten, permute, transpose, pad, index, cat, stack
   linalg.py       matmul, linear
   im2col.py       unfold / fold (im2col / col2im), each the other's backward
-  conv.py         conv2d (a fused Conv2d; its slow twin conv2d_composite = pad -> unfold -> matmul)
+  conv.py         conv2d (a fused Conv2dOp; its slow twin conv2d_composite = pad -> unfold -> matmul)
   conv_kernels.py the NumPy kernels under the fused convolution (two layouts, chosen by shape)
   pool.py         max_pool2d, avg_pool2d, adaptive_avg_pool2d (global average pooling)
   softmax.py      softmax, log_softmax, cross_entropy

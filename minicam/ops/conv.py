@@ -6,14 +6,14 @@ its gradients of every order come out of the engine. It is the slow twin,
 kept and tested: tests/test_fused_ops.py checks that both agree to ~1e-12 in
 float64, in the forward pass, the backward and the double backward.
 
-conv2d (what nn.Conv2d calls) is one primitive, Conv2d, with two partners:
+conv2d (what nn.Conv2d calls) is one primitive, Conv2dOp, with two partners:
 
-    y  = Conv2d(x, w) + b           y[n, k, oh, ow] = b[k] + sum_{c,i,j} w[k,c,i,j] xp[n, c, oh*sh + i*dh, ow*sw + j*dw]
-    dx = ConvTranspose2d(g, w)      the adjoint in x: every output's g sent back through the weights
-    dw = ConvWeight(x, g)           the adjoint in w: dw[k,c,i,j] = sum_{n,oh,ow} g[n,k,oh,ow] xp[n,c,oh*sh+i*dh, ..]
+    y  = Conv2dOp(x, w) + b           y[n, k, oh, ow] = b[k] + sum_{c,i,j} w[k,c,i,j] xp[n, c, oh*sh + i*dh, ow*sw + j*dw]
+    dx = ConvTranspose2dOp(g, w)      the adjoint in x: every output's g sent back through the weights
+    dw = ConvWeightOp(x, g)           the adjoint in w: dw[k,c,i,j] = sum_{n,oh,ow} g[n,k,oh,ow] xp[n,c,oh*sh+i*dh, ..]
 
 All three are bilinear, and each one's derivatives are the other two:
-    <Conv2d(x, w), g> = <x, ConvTranspose2d(g, w)> = <w, ConvWeight(x, g)>,
+    <Conv2dOp(x, w), g> = <x, ConvTranspose2dOp(g, w)> = <w, ConvWeightOp(x, g)>,
 so every backward below is one line of the trio, and derivatives of any order stay exact.
 
 Why fuse? The composite materialises the unfolded input, kh*kw times larger than the
@@ -105,7 +105,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d (cross-correlation, as in every deep learning library).
 
     y[n, k, oh, ow] = b[k] + sum_{c, i, j} w[k, c, i, j] * xp[n, c, oh*sh + i*dh, ow*sw + j*dw],
-    xp the zero-padded input. Computed by the fused primitive Conv2d; conv2d_composite
+    xp the zero-padded input. Computed by the fused primitive Conv2dOp; conv2d_composite
     computes the same numbers as pad -> unfold -> matmul.
 
     input: (N, C, H, W) or (C, H, W)   weight: (K, C, kh, kw)   bias: (K,) or None
@@ -118,7 +118,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     x, weight, bias, unbatched, geometry = _arguments(input, weight, bias, stride, padding, dilation, groups)
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    y = Conv2d.apply(*inputs, geometry=geometry)
+    y = Conv2dOp.apply(*inputs, geometry=geometry)
     return y.reshape(y.shape[1:]) if unbatched else y
 
 
@@ -152,8 +152,8 @@ def conv2d_composite(input, weight, bias=None, stride=1, padding=0, dilation=1, 
 # ----------------------------------------------------------------------------
 
 
-class Conv2d(Function):
-    """y = conv(x, w) + b;  dx = ConvTranspose2d(g, w),  dw = ConvWeight(x, g),  db[k] = sum_{n,oh,ow} g[n,k,oh,ow].
+class Conv2dOp(Function):
+    """y = conv(x, w) + b;  dx = ConvTranspose2dOp(g, w),  dw = ConvWeightOp(x, g),  db[k] = sum_{n,oh,ow} g[n,k,oh,ow].
 
     x: (N, C, H, W)   w: (K, C, kh, kw)   b: (K,) (optional)   y, g: (N, K, OH, OW)
     """
@@ -167,16 +167,16 @@ class Conv2d(Function):
     def backward(ctx, g):
         (geometry,) = ctx.saved
         x, w = ctx.inputs[:2]
-        grads = (ConvTranspose2d.apply(g, w, geometry=geometry), ConvWeight.apply(x, g, geometry=geometry))
+        grads = (ConvTranspose2dOp.apply(g, w, geometry=geometry), ConvWeightOp.apply(x, g, geometry=geometry))
         if len(ctx.inputs) == 3:
             grads += (g.sum(dim=(0, 2, 3)),)
         return grads
 
 
-class ConvTranspose2d(Function):
-    """dx = ConvTranspose2d(g, w): dx[n, c, r, s] = sum of w[k, c, i, j] g[n, k, oh, ow] over every
+class ConvTranspose2dOp(Function):
+    """dx = ConvTranspose2dOp(g, w): dx[n, c, r, s] = sum of w[k, c, i, j] g[n, k, oh, ow] over every
     (k, i, j, oh, ow) whose window element lands on padded pixel (r, s) (the padding is cropped off).
-    The adjoint of Conv2d in x:  d(g) = Conv2d(h, w),  d(w) = ConvWeight(h, g)  for the covector h.
+    The adjoint of Conv2dOp in x:  d(g) = Conv2dOp(h, w),  d(w) = ConvWeightOp(h, g)  for the covector h.
 
     g: (N, K, OH, OW)   w: (K, C, kh, kw)   dx: (N, C, H, W)
     """
@@ -190,12 +190,12 @@ class ConvTranspose2d(Function):
     def backward(ctx, h):
         (geometry,) = ctx.saved
         g, w = ctx.inputs
-        return Conv2d.apply(h, w, geometry=geometry), ConvWeight.apply(h, g, geometry=geometry)
+        return Conv2dOp.apply(h, w, geometry=geometry), ConvWeightOp.apply(h, g, geometry=geometry)
 
 
-class ConvWeight(Function):
-    """dw = ConvWeight(x, g): dw[k, c, i, j] = sum_{n, oh, ow} g[n, k, oh, ow] xp[n, c, oh*sh + i*dh, ow*sw + j*dw].
-    The adjoint of Conv2d in w:  d(x) = ConvTranspose2d(g, u),  d(g) = Conv2d(x, u)  for the covector u.
+class ConvWeightOp(Function):
+    """dw = ConvWeightOp(x, g): dw[k, c, i, j] = sum_{n, oh, ow} g[n, k, oh, ow] xp[n, c, oh*sh + i*dh, ow*sw + j*dw].
+    The adjoint of Conv2dOp in w:  d(x) = ConvTranspose2dOp(g, u),  d(g) = Conv2dOp(x, u)  for the covector u.
 
     x: (N, C, H, W)   g: (N, K, OH, OW)   dw: (K, C, kh, kw)
     """
@@ -209,4 +209,4 @@ class ConvWeight(Function):
     def backward(ctx, u):
         (geometry,) = ctx.saved
         x, g = ctx.inputs
-        return ConvTranspose2d.apply(g, u, geometry=geometry), Conv2d.apply(x, u, geometry=geometry)
+        return ConvTranspose2dOp.apply(g, u, geometry=geometry), Conv2dOp.apply(x, u, geometry=geometry)

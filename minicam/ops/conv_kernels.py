@@ -1,8 +1,8 @@
 """The NumPy kernels under conv2d's three primitives (minicam.ops.conv), two ways.
 
-    conv(x, w, b, geometry)        y  = Conv2d's forward            (N, K, OH, OW)
-    conv_transpose(g, w, geometry) dx = ConvTranspose2d's forward   (N, C, H, W)
-    conv_weight(x, g, geometry)    dw = ConvWeight's forward        (K, C, kh, kw)
+    conv(x, w, b, geometry)        y  = Conv2dOp's forward            (N, K, OH, OW)
+    conv_transpose(g, w, geometry) dx = ConvTranspose2dOp's forward  (N, C, H, W)
+    conv_weight(x, g, geometry)    dw = ConvWeightOp's forward        (K, C, kh, kw)
 
 All three are sums of matrix products, and the fastest way to lay them out depends on
 the shape, so there are two, chosen per call by `channels_last` (below):

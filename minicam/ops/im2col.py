@@ -1,6 +1,6 @@
 """unfold (im2col) and fold (col2im): the two primitives under conv2d and the pools.
 
-`Unfold` copies every kh x kw window of an image into a column; `Fold` adds
+`UnfoldOp` copies every kh x kw window of an image into a column; `FoldOp` adds
 every column back into its window. Each is the other's adjoint (transpose):
 
     <unfold(x), y> = <x, fold(y)>   for all x, y,
@@ -111,7 +111,7 @@ def as_image_batch(input, op: str) -> tuple[Tensor, bool]:
 # ----------------------------------------------------------------------------
 
 
-class Unfold(Function):
+class UnfoldOp(Function):
     """im2col: y[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh + i*dh, ow*sw + j*dw];  dx = fold(g).
 
     x: (N, C, H, W), already padded   y: (N, C*kh*kw, OH*OW)
@@ -139,10 +139,10 @@ class Unfold(Function):
     @staticmethod
     def backward(ctx, g):
         size, kernel_size, dilation, stride = ctx.saved
-        return (Fold.apply(g, output_size=size, kernel_size=kernel_size, dilation=dilation, stride=stride),)
+        return (FoldOp.apply(g, output_size=size, kernel_size=kernel_size, dilation=dilation, stride=stride),)
 
 
-class Fold(Function):
+class FoldOp(Function):
     """col2im: y[n, c, oh*sh + i*dh, ow*sw + j*dw] += x[n, (c, i, j), (oh, ow)];  dx = unfold(g).
 
     x: (N, C*kh*kw, OH*OW)   y: (N, C, H, W) with (H, W) = output_size (padded size)
@@ -170,7 +170,7 @@ class Fold(Function):
     @staticmethod
     def backward(ctx, g):
         kernel_size, dilation, stride = ctx.saved
-        return (Unfold.apply(g, kernel_size=kernel_size, dilation=dilation, stride=stride),)
+        return (UnfoldOp.apply(g, kernel_size=kernel_size, dilation=dilation, stride=stride),)
 
 
 # ----------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
         conv_output_size(x.shape[2 + axis], kernel_size[axis], stride[axis], p, dilation[axis], op=op, dim=dim)
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph))
-    columns = Unfold.apply(x, kernel_size=kernel_size, dilation=dilation, stride=stride)
+    columns = UnfoldOp.apply(x, kernel_size=kernel_size, dilation=dilation, stride=stride)
     return columns.reshape(columns.shape[1:]) if unbatched else columns
 
 
@@ -226,7 +226,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"and stride {(sh, sw)} has {OH}*{OW} = {OH * OW} windows, but the input (shape {input.shape}) "
             f"has L = {x.shape[2]} columns"
         )
-    y = Fold.apply(x, output_size=(H + 2 * ph, W + 2 * pw), kernel_size=(kh, kw), dilation=(dh, dw), stride=(sh, sw))
+    y = FoldOp.apply(x, output_size=(H + 2 * ph, W + 2 * pw), kernel_size=(kh, kw), dilation=(dh, dw), stride=(sh, sw))
     if ph or pw:
         y = index(y, (slice(None), slice(None), slice(ph, ph + H), slice(pw, pw + W)))
     return y.reshape(y.shape[1:]) if unbatched else y

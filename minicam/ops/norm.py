@@ -2,7 +2,7 @@
 
 batch_norm in training mode is a composite of mean, sub, mul, sqrt and div, so its
 backward (including the gradient through the batch statistics) and its double backward
-are exact; in eval mode it is one primitive, BatchNormEval, whose backward is in ops.
+are exact; in eval mode it is one primitive, BatchNormEvalOp, whose backward is in ops.
 dropout multiplies by a constant random mask.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         inv_std = 1 / np.sqrt(_constant(running_var, input.dtype, stats_shape) + eps)
         weight = Tensor(np.ones(channels, dtype=input.dtype)) if weight is None else weight
         bias = Tensor(np.zeros(channels, dtype=input.dtype)) if bias is None else bias
-        return BatchNormEval.apply(input, weight, bias, mean=mean, inv_std=inv_std)
+        return BatchNormEvalOp.apply(input, weight, bias, mean=mean, inv_std=inv_std)
     mean = input.mean(dim=batch_dims, keepdim=True)
     centered = input - mean
     var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n
@@ -69,7 +69,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return out
 
 
-class BatchNormEval(Function):
+class BatchNormEvalOp(Function):
     """Eval mode, where mean and var are constants: an affine map per channel,
         y = x * scale + shift,   scale = weight * inv_std,   shift = bias - mean * scale,
     inv_std = 1 / sqrt(var + eps) (computed as torch's CPU kernel does: two passes over x).

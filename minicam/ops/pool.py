@@ -1,6 +1,6 @@
 """Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d.
 
-    max pool      = the primitive MaxPool2d: torch's choice of one element per window, found
+    max pool      = the primitive MaxPool2dOp: torch's choice of one element per window, found
                     by one pass per kernel element; its slow twin max_pool2d_composite is
                     pad with -inf -> unfold -> pick one element per window
     average pool  = pad with 0    -> unfold -> sum per window / divisor
@@ -16,7 +16,7 @@ import numpy as np
 from minicam.autograd import Function, Tensor
 from minicam.ops.linalg import matmul
 from minicam.ops.reduce import mean
-from minicam.ops.shape import Index, pad
+from minicam.ops.shape import IndexOp, pad
 from minicam.ops.im2col import Geometry, as_image_batch, as_pair, conv_output_size, unfold, window_element
 
 
@@ -67,7 +67,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     The choice is a constant of the forward pass (like ReLU's mask), so the
     backward is linear in g and exact at every order.
 
-    Computed by the primitive MaxPool2d (one pass per kernel element over strided
+    Computed by the primitive MaxPool2dOp (one pass per kernel element over strided
     views, no copies of the windows, and the choice made only if a backward pass
     asks for it); max_pool2d_composite computes the same
     numbers as pad -> unfold -> pick, and is its tested slow twin.
@@ -81,12 +81,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x, unbatched = as_image_batch(input, op)
     kernel_size, stride, (ph, pw), dilation, output_size = _pool_geometry(op, x, kernel_size, stride, padding, dilation)
     geometry = Geometry(x.shape[2:], kernel_size, stride, dilation, (ph, ph, pw, pw), output_size)
-    y = MaxPool2d.apply(x, geometry=geometry)
+    y = MaxPool2dOp.apply(x, geometry=geometry)
     return y.reshape(y.shape[1:]) if unbatched else y
 
 
-class MaxPool2d(Function):
-    """y = the maximum of every window;  dx = WindowScatter(g) at the element torch chooses.
+class MaxPool2dOp(Function):
+    """y = the maximum of every window;  dx = WindowScatterOp(g) at the element torch chooses.
 
     The forward pass only takes maxima. Which element of a window holds its maximum is
     needed only by the backward pass, so it is found there, from the input and the
@@ -108,12 +108,12 @@ class MaxPool2d(Function):
         values, geometry = ctx.saved
         (x,) = ctx.inputs
         choice = _torch_max_choice(_padded(x.data, geometry, -np.inf), values, geometry)
-        return (WindowScatter.apply(g, choice=choice, geometry=geometry),)
+        return (WindowScatterOp.apply(g, choice=choice, geometry=geometry),)
 
 
-class WindowGather(Function):
+class WindowGatherOp(Function):
     """y[n, c, oh, ow] = x at the element choice[n, c, oh, ow] of window (oh, ow) (0 if that is padding);
-    dx = WindowScatter(g). choice (N, C, OH, OW) is a constant: p = i*kw + j, row-major in the window.
+    dx = WindowScatterOp(g). choice (N, C, OH, OW) is a constant: p = i*kw + j, row-major in the window.
 
     x: (N, C, H, W)   y: (N, C, OH, OW)
     """
@@ -130,13 +130,13 @@ class WindowGather(Function):
     @staticmethod
     def backward(ctx, g):
         choice, geometry = ctx.saved
-        return (WindowScatter.apply(g, choice=choice, geometry=geometry),)
+        return (WindowScatterOp.apply(g, choice=choice, geometry=geometry),)
 
 
-class WindowScatter(Function):
+class WindowScatterOp(Function):
     """dx = zeros (N, C, H, W) with g[n, c, oh, ow] added at the chosen element of window (oh, ow)
-    (overlapping windows add up; an element in the padding is cropped off);  dg = WindowGather(h).
-    The adjoint of WindowGather, so each is the other's backward.
+    (overlapping windows add up; an element in the padding is cropped off);  dg = WindowGatherOp(h).
+    The adjoint of WindowGatherOp, so each is the other's backward.
 
     g: (N, C, OH, OW)   dx: (N, C, H, W)
     """
@@ -162,7 +162,7 @@ class WindowScatter(Function):
     @staticmethod
     def backward(ctx, h):
         choice, geometry = ctx.saved
-        return (WindowGather.apply(h, choice=choice, geometry=geometry),)
+        return (WindowGatherOp.apply(h, choice=choice, geometry=geometry),)
 
 
 def _elements(geometry):
@@ -262,7 +262,7 @@ def max_pool2d_composite(input, kernel_size, stride=None, padding=0, dilation=1,
     # -inf in an all -inf window, where torch picks the last NaN and never a padded pixel.
     choice = _composite_choice(windows.data, inside)  # (N, C, OH*OW): window position 0..kk-1
     n, c, window = np.ogrid[:N, :C, :OH * OW]
-    y = Index.apply(windows, index=(n, c, choice, window)).reshape(N, C, OH, OW)  # gather; its backward scatters g back
+    y = IndexOp.apply(windows, index=(n, c, choice, window)).reshape(N, C, OH, OW)  # gather; its backward scatters g back
     return y.reshape(C, OH, OW) if unbatched else y
 
 
