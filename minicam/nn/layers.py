@@ -18,15 +18,6 @@ from minicam.nn.module import Module, Parameter, _generator
 # ----------------------------------------------------------------------------
 
 
-def _pair(value, name: str, owner: str) -> tuple:
-    """torch's convention: an int n means (n, n) for (height, width)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value), int(value))
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{owner}: {name} must be an int or a pair of ints (height, width), got {value!r}")
-
-
 def _uniform_init(rng, fan_in: int, shape: tuple, dtype) -> np.ndarray:
     """torch's default for Linear and Conv2d weights and biases.
 
@@ -105,10 +96,10 @@ class Conv2d(Module):
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not implemented; only 'zeros'")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding", "Conv2d")
-        self.dilation = _pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = ops.as_pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = ops.as_pair(stride, "stride", "Conv2d", 1)
+        self.padding = padding if isinstance(padding, str) else ops.as_pair(padding, "padding", "Conv2d", 0)
+        self.dilation = ops.as_pair(dilation, "dilation", "Conv2d", 1)
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw

@@ -23,7 +23,7 @@ from minicam.ops.elementwise import (
 from minicam.ops.reduce import broadcast_to, max, mean, sum
 from minicam.ops.shape import cat, concatenate, flatten, index, pad, permute, reshape, stack, transpose
 from minicam.ops.linalg import linear, matmul
-from minicam.ops.im2col import conv_output_size, fold, unfold
+from minicam.ops.im2col import as_pair, conv_output_size, fold, unfold
 from minicam.ops.conv import conv2d
 from minicam.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minicam.ops.softmax import cross_entropy, log_softmax, softmax

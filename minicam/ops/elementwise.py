@@ -12,7 +12,7 @@ import numpy as np
 from minicam.autograd import Function, Tensor, as_tensor, float_dtype
 
 
-def _pair(a, b, op: str):
+def _operands(a, b, op: str):
     """Wrap two operands (a Python number takes the other operand's dtype) and
     check that their shapes broadcast."""
     if isinstance(a, Tensor):
@@ -267,19 +267,19 @@ class ToDtypeOp(Function):
 
 
 def add(a, b):
-    return AddOp.apply(*_pair(a, b, "add"))
+    return AddOp.apply(*_operands(a, b, "add"))
 
 
 def sub(a, b):
-    return SubOp.apply(*_pair(a, b, "sub"))
+    return SubOp.apply(*_operands(a, b, "sub"))
 
 
 def mul(a, b):
-    return MulOp.apply(*_pair(a, b, "mul"))
+    return MulOp.apply(*_operands(a, b, "mul"))
 
 
 def div(a, b):
-    return DivOp.apply(*_pair(a, b, "div"))
+    return DivOp.apply(*_operands(a, b, "div"))
 
 
 def neg(x):
@@ -327,7 +327,7 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0):
 def where(condition, input, other):
     """input where condition is True, else other; condition is a constant boolean array."""
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a, b = _pair(input, other, "where")
+    a, b = _operands(input, other, "where")
     return WhereOp.apply(a, b, condition=condition)
 
 

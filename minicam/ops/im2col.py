@@ -75,7 +75,10 @@ def window_element(padded, i, j, geometry):
 
 
 def as_pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    """torch's int-or-pair argument (kernel_size=3 means (3, 3)) as a checked (height, width) pair."""
+    """torch's int-or-pair argument (kernel_size=3 means (3, 3)) as a checked (height, width) pair.
+
+    The one such check for ops and nn (minicam.ops.as_pair); `op` names the caller in the error.
+    """
     if isinstance(value, (int, np.integer)):
         pair = (value, value)
     elif isinstance(value, (tuple, list)):
@@ -158,8 +161,8 @@ class FoldOp(Function):
         columns = x.reshape(N, C, kh, kw, OH, OW)
         y = np.zeros((N, C, H, W), dtype=x.dtype)
         # One strided += per kernel element (i, j): it touches rows i*dh, i*dh + sh, ...,
-        # i*dh + sh*(OH-1) and the matching columns. A loop of kh*kw slices is the
-        # fastest col2im measured here (research/feasibility.md).
+        # i*dh + sh*(OH-1) and the matching columns (kh*kw slices of whole arrays, not a
+        # loop over windows: NumPy's speed).
         for i in range(kh):
             for j in range(kw):
                 rows = slice(i * dh, i * dh + sh * (OH - 1) + 1, sh)

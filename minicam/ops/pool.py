@@ -356,15 +356,16 @@ def adaptive_avg_pool2d(input, output_size):
     if (OH, OW) == (1, 1):  # global average pooling
         y = mean(x, dim=(2, 3), keepdim=True)
     else:
-        rows = Tensor(_bin_averaging_matrix(H, OH, x.dtype))   # (OH, H)
-        cols = Tensor(_bin_averaging_matrix(W, OW, x.dtype).T)  # (W, OW)
+        rows = Tensor(bin_averaging_matrix(H, OH).astype(x.dtype))   # (OH, H)
+        cols = Tensor(bin_averaging_matrix(W, OW).T.astype(x.dtype))  # (W, OW)
         y = matmul(matmul(rows, x), cols)                      # (OH, H) @ (N, C, H, W) @ (W, OW) -> (N, C, OH, OW)
     return y.reshape(C, OH, OW) if unbatched else y
 
 
-def _bin_averaging_matrix(size: int, bins: int, dtype) -> np.ndarray:
-    """(bins, size) matrix whose row i averages torch's adaptive bin i."""
-    matrix = np.zeros((bins, size), dtype=dtype)
+def bin_averaging_matrix(size: int, bins: int) -> np.ndarray:
+    """(bins, size) float64 matrix whose row i averages torch's adaptive bin i,
+    [floor(i * size / bins), ceil((i + 1) * size / bins)). interpolate's mode "area" is this too."""
+    matrix = np.zeros((bins, size))
     for i in range(bins):
         start = (i * size) // bins
         end = -((-(i + 1) * size) // bins)  # ceil((i + 1) * size / bins)
