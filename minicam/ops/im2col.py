@@ -1,4 +1,4 @@
-"""unfold (im2col) and fold (col2im): the two primitives under conv2d and the pools.
+"""unfold (im2col) and fold (col2im), and the window geometry that conv2d and the pools share.
 
 `UnfoldOp` copies every kh x kw window of an image into a column; `FoldOp` adds
 every column back into its window. Each is the other's adjoint (transpose):
@@ -6,10 +6,9 @@ every column back into its window. Each is the other's adjoint (transpose):
     <unfold(x), y> = <x, fold(y)>   for all x, y,
 
 so each is the other's backward, and derivatives of any order are exact.
-conv2d is then pad -> unfold -> matmul, and a pool is pad -> unfold -> max or mean:
-conv2d_composite, max_pool2d_composite and avg_pool2d. (conv2d and max_pool2d run
-fused primitives, in conv.py and pool.py, tested against those composites; they
-share the Geometry and window_element below.)
+A convolution is pad -> unfold -> matmul and a pool is pad -> unfold -> max or mean;
+conv.py and pool.py write their primitives' forwards with the two NumPy steps below,
+window_view (unfold without the copy) and fold_columns (col2im).
 
 Window geometry, shared by everything here (torch's definitions):
     kernel element (i, j) of the window at output position (oh, ow) reads
@@ -27,7 +26,7 @@ from minicam.ops.shape import index, pad
 
 
 # ----------------------------------------------------------------------------
-# Geometry and argument checking, shared with conv.py and pool.py
+# Geometry and argument checking, shared with conv.py and pool.py (and read by the fast wing)
 # ----------------------------------------------------------------------------
 
 
@@ -67,13 +66,6 @@ class Geometry(NamedTuple):
         return H + top + bottom, W + left + right
 
 
-def window_element(padded, i, j, geometry):
-    """Kernel element (i, j) of every window at once: the (N, C, OH, OW) view
-    padded[n, c, oh*sh + i*dh, ow*sw + j*dw] of a padded (N, C, Hp, Wp) array."""
-    (sh, sw), (dh, dw), (OH, OW) = geometry.stride, geometry.dilation, geometry.output_size
-    return padded[:, :, i * dh : i * dh + sh * (OH - 1) + 1 : sh, j * dw : j * dw + sw * (OW - 1) + 1 : sw]
-
-
 def as_pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
     """torch's int-or-pair argument (kernel_size=3 means (3, 3)) as a checked (height, width) pair.
 
@@ -110,6 +102,57 @@ def as_image_batch(input, op: str) -> tuple[Tensor, bool]:
 
 
 # ----------------------------------------------------------------------------
+# The windows in NumPy: unfold without the copy, and col2im (conv.py and pool.py use them too)
+# ----------------------------------------------------------------------------
+
+
+def padded(x, geometry, value=0.0):
+    """x (N, C, H, W) with the geometry's padding filled with `value`: (N, C, Hp, Wp)."""
+    top, bottom, left, right = geometry.padding
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def cropped(padded_image, geometry):
+    """The inverse of `padded`: the (N, C, H, W) image part of a padded (N, C, Hp, Wp) array."""
+    (H, W), (top, _, left, _) = geometry.input_size, geometry.padding
+    return np.ascontiguousarray(padded_image[:, :, top : top + H, left : left + W])
+
+
+def window_view(x, kernel_size, dilation, stride):
+    """Every window of x (N, C, H, W) as a view: (N, C, OH, OW, kh, kw), no copy,
+        windows[n, c, oh, ow, i, j] = x[n, c, oh*sh + i*dh, ow*sw + j*dw].
+
+    sliding_window_view gives every span_h x span_w block of the image,
+      blocks[n, c, a, b, u, v] = x[n, c, a + u, b + v]    (a view: strides (.., sH, sW, sH, sW));
+    keeping every sh-th top-left corner a and every dh-th element u of a block gives the
+    windows, with H - span_h + 1 corners thinned to ceil((H - span_h + 1)/sh) = OH of them.
+    """
+    (kh, kw), (dh, dw), (sh, sw) = kernel_size, dilation, stride
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    blocks = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    return blocks[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def fold_columns(columns, size, dilation, stride):
+    """col2im, the adjoint of window_view: y[n, c, oh*sh + i*dh, ow*sw + j*dw] += columns[n, c, i, j, oh, ow].
+
+    columns: (N, C, kh, kw, OH, OW)  ->  y: (N, C, H, W) with (H, W) = size.
+    One strided += per kernel element (i, j), touching rows i*dh, i*dh + sh, ..., i*dh + sh*(OH-1)
+    and the matching columns: where windows overlap (stride < span), their contributions add up,
+    element (0, 0) first. (kh*kw slices of whole arrays, not a loop over windows: NumPy's speed.)
+    """
+    N, C, kh, kw, OH, OW = columns.shape
+    (dh, dw), (sh, sw) = dilation, stride
+    y = np.zeros((N, C) + tuple(size), dtype=columns.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (OH - 1) + 1, sh)
+            cols = slice(j * dw, j * dw + sw * (OW - 1) + 1, sw)
+            y[:, :, rows, cols] += columns[:, :, i, j]
+    return y
+
+
+# ----------------------------------------------------------------------------
 # The two primitives
 # ----------------------------------------------------------------------------
 
@@ -123,17 +166,9 @@ class UnfoldOp(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, dilation, stride):
-        (kh, kw), (dh, dw), (sh, sw) = kernel_size, dilation, stride
-        N, C, H, W = x.shape
+        (kh, kw), (N, C, H, W) = kernel_size, x.shape
         ctx.save_for_backward((H, W), kernel_size, dilation, stride)
-        # sliding_window_view gives every span_h x span_w block of the image:
-        #   windows[n, c, a, b, u, v] = x[n, c, a + u, b + v]    (a view: strides (.., sH, sW, sH, sW))
-        # Keeping every sh-th top-left corner a and every dh-th element u of a block gives
-        #   windows[n, c, oh, ow, i, j] = x[n, c, oh*sh + i*dh, ow*sw + j*dw],
-        # with H - span_h + 1 corners thinned to ceil((H - span_h + 1)/sh) = OH of them.
-        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
-        windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
+        windows = window_view(x, kernel_size, dilation, stride)  # (N, C, OH, OW, kh, kw), a view
         OH, OW = windows.shape[2:4]
         columns = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)  # a fresh array, never a view of x
         columns[...] = windows.transpose(0, 1, 4, 5, 2, 3)
@@ -158,17 +193,7 @@ class FoldOp(Function):
         ctx.save_for_backward(kernel_size, dilation, stride)
         N, C = x.shape[0], x.shape[1] // (kh * kw)
         OH, OW = conv_output_size(H, kh, sh, 0, dh), conv_output_size(W, kw, sw, 0, dw)
-        columns = x.reshape(N, C, kh, kw, OH, OW)
-        y = np.zeros((N, C, H, W), dtype=x.dtype)
-        # One strided += per kernel element (i, j): it touches rows i*dh, i*dh + sh, ...,
-        # i*dh + sh*(OH-1) and the matching columns (kh*kw slices of whole arrays, not a
-        # loop over windows: NumPy's speed).
-        for i in range(kh):
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (OH - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (OW - 1) + 1, sw)
-                y[:, :, rows, cols] += columns[:, :, i, j]
-        return y
+        return fold_columns(x.reshape(N, C, kh, kw, OH, OW), (H, W), dilation, stride)
 
     @staticmethod
     def backward(ctx, g):
