@@ -24,8 +24,8 @@ The fast wing, fast/ (minicam.ops.fast): tuned kernels that compute the same for
 convolution and max-pooling primitives and eval-mode batch_norm, faster. Each of those
 primitives picks one in one visible line, `if fast.enabled(): return fast.<kernel>(...)`,
 following the Plan in use, the one switch:
-  with minicam.ops.reading_room():             # every primitive on its reading-room forward
-  with minicam.ops.fast.plan(fast.Plan(...)):  # the fast wing with other thresholds
+  with minicam.ops.reading_room():                    # every primitive on its reading-room forward
+  with minicam.ops.fast.plan(minicam.ops.fast.Plan(few_channels=0)):   # the fast wing, re-tuned
 The default plan is the fast wing. Backwards are ops on both sides, so gradients of every
 order are exact either way; tests/test_fast_wing.py checks the two against each other.
 """

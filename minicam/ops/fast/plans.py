@@ -48,9 +48,12 @@ class Plan:
     def __post_init__(self):
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.type == "bool" and not isinstance(value, bool):
-                raise TypeError(f"Plan: {field.name} must be True or False, got {value!r}")
-            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            if isinstance(field.default, bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"Plan: {field.name} must be True or False, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Plan: {field.name} must be an int, got {value!r}")
+            elif value < 0:
                 raise ValueError(f"Plan: {field.name} must be a non-negative int, got {value!r}")
 
 
