@@ -9,7 +9,9 @@ With xp the zero-padded input (N, C, Hp, Wp), x (N, C, H, W), w (K, C, kh, kw), 
 As matrices (lesson 02): with X = unfold(xp), the windows as columns (N, C*kh*kw, OH*OW), and
 Wm = w as a (K, C*kh*kw) matrix, the forward is Y = Wm @ X, the VJP in w is G @ X^T summed over
 the images, and the VJP in x is crop(fold(Wm^T @ G)). Each forward below is that product,
-written as an einsum over window_view (the windows of xp as a view: unfold without the copy).
+written as an einsum over window_view(xp, ...) (the windows of xp, (N, C, OH, OW, kh, kw), as a
+view: unfold without the copy); ConvTranspose2dOp adds its columns back with fold_columns
+(col2im) and crops the padding off (padded and cropped are the two halves of the padding).
 
 All three are bilinear, and each one's derivatives are the other two:
     <Conv2dOp(x, w), g> = <x, ConvTranspose2dOp(g, w)> = <w, ConvWeightOp(x, g)>,
