@@ -15,7 +15,7 @@
 # **Code you will read**
 # - `minicam/autograd.py`: `Tensor`, `Function`, `grad`, `_topological_order`,
 #   `_unbroadcast`, `_run_backward`
-# - `minicam/ops/elementwise.py`: `Mul`, `Exp`, `Tanh` (each op's forward next to its backward)
+# - `minicam/ops/elementwise.py`: `MulOp`, `ExpOp`, `TanhOp` (each op's forward next to its backward)
 # - `minicam/gradcheck.py`: `check_vjp`, `check_second_order`, `directional_derivative`
 #
 # **Time**: 45 minutes.
@@ -207,9 +207,10 @@ print("saved", minicam.viz.save_figure(fig, "01_computation_graph"))
 # %% [markdown]
 # ## 2. The same function with `minicam.Tensor`
 #
-# `minicam.Tensor` is the same idea for arrays. Each operation is a `Function` with a
+# `minicam.Tensor` is the same idea for arrays. Each operation is a `Function` (a primitive,
+# named with the suffix `Op`: `MulOp`, `ExpOp`, ...) with a
 # `forward` on NumPy arrays and a `backward` that returns one gradient per input
-# (open `minicam/ops/elementwise.py`: `Mul.backward` returns `g * b, g * a`, our local
+# (open `minicam/ops/elementwise.py`: `MulOp.backward` returns `g * b, g * a`, our local
 # derivatives $(b, a)$ times the upstream gradient). Two differences matter later:
 #
 # - the backward is written *with minicam operations*, so it can itself be recorded and
@@ -305,9 +306,9 @@ assert (first, second, third, returned.item(), x.grad.item()) == (6.0, 12.0, 6.0
 #
 # $$f' = 1 - t^2,\qquad f'' = -2t\,(1 - t^2),\qquad f''' = (6t^2 - 2)(1 - t^2).$$
 #
-# Look at `Tanh.backward` in `minicam/ops/elementwise.py`: it returns `g * (1 - y * y)`
-# with `y = Tanh.apply(x)`, a recorded op, so differentiating the derivative goes
-# through `Tanh.backward` once more.
+# Look at `TanhOp.backward` in `minicam/ops/elementwise.py`: it returns `g * (1 - y * y)`
+# with `y = TanhOp.apply(x)`, a recorded op, so differentiating the derivative goes
+# through `TanhOp.backward` once more.
 #
 # We evaluate at many points at once: $x$ is a vector and $y_i = f(x_i)$. Since $y_i$
 # depends on $x_i$ only, the gradient of $\sum_i y_i$ is the vector of the $f'(x_i)$ (the
@@ -387,7 +388,7 @@ print(f"check_vjp: relative error {first_order:.1e};  check_second_order: relati
 # planted bug: the derivative of $x^2$ written as $x$ instead of $2x$.
 
 # %%
-class BuggySquare(Function):
+class BuggySquareOp(Function):
     """y = x^2, with a WRONG backward: dx = g * x (the correct one is g * 2x)."""
 
     @staticmethod
@@ -401,7 +402,7 @@ class BuggySquare(Function):
 
 
 try:
-    check_vjp(lambda x: BuggySquare.apply(x).sum(), [rng.standard_normal(5)], rng)
+    check_vjp(lambda x: BuggySquareOp.apply(x).sum(), [rng.standard_normal(5)], rng)
 except GradcheckError as error:
     print(f"caught, as it should be: {error}")
 else:

@@ -6,15 +6,16 @@
 #   and show that they agree to rounding; know the output-size formula.
 # - Derive the backward of a convolution as matrix products:
 #   $dW = G X^\top$ through unfold, $dx = \mathrm{fold}(W^\top G)$, and check it against
-#   the autograd and finite differences.
+#   the autograd, finite differences and the three primitives of `minicam/ops/conv.py`.
 # - See what hand-made kernels (edge detectors, a blur) extract from an image.
 #
 # **Prerequisites**: lesson 01 (autograd, the gradient of a copy is a sum).
 #
 # **Code you will read**
 # - `minicam/reference.py`: `conv2d`, `unfold` (the loops: the definition)
-# - `minicam/ops/im2col.py`: `Unfold`, `Fold`, `unfold`, `fold`, `conv_output_size`
-# - `minicam/ops/conv.py`: `conv2d` (pad -> unfold -> matmul)
+# - `minicam/ops/im2col.py`: `UnfoldOp`, `FoldOp`, `window_view`, `fold_columns`, `conv_output_size`
+# - `minicam/ops/conv.py`: `conv2d` and its primitives `Conv2dOp` (unfold -> matmul),
+#   `ConvTranspose2dOp` and `ConvWeightOp` (the backward: each forward in a few lines of NumPy)
 #
 # **Time**: 45 minutes.
 
@@ -105,8 +106,12 @@ for H, k, s, p, d in [(32, 3, 1, 1, 1), (32, 3, 2, 1, 1), (9, 3, 2, 0, 1), (10, 
 #
 # All the work is one big matrix product, which NumPy (BLAS) does fast.
 #
-# **`minicam.ops.conv2d`** is that same recipe (pad -> unfold -> matmul) built from
-# differentiable ops, so it also has a backward.
+# **`minicam.ops.conv2d`** computes that same product in one primitive, `Conv2dOp`
+# (`minicam/ops/conv.py`): its forward is an einsum of the weight with a *view* of the
+# windows of the padded input (`window_view`: unfold without the copy),
+# `np.einsum("nchwij,kcij->nkhw", windows, w)`. By default a tuned version of the same sums
+# runs (the fast wing, `minicam/ops/fast/`); inside `with ops.reading_room():` the lines you
+# read in `conv.py` run instead. The two agree to rounding.
 #
 # First, what unfold does on a tiny example: column $l$ is window $l$, flattened.
 
@@ -139,10 +144,13 @@ for config in CONFIGURATIONS:
     y_unfold = Y.reshape(N, K, *y_loops.shape[2:])
 
     y_ops = ops.conv2d(x, w, b, **geometry).numpy()
+    with ops.reading_room():                                     # the forward written in ops/conv.py
+        y_read = ops.conv2d(x, w, b, **geometry).numpy()
 
-    errors = relative_error(y_unfold, y_loops), relative_error(y_ops, y_loops)
+    errors = relative_error(y_unfold, y_loops), relative_error(y_ops, y_loops), relative_error(y_read, y_loops)
     print(f"kernel {config['kernel']}, {geometry}: output {y_loops.shape}, unfold {columns.shape}; "
-          f"relative differences to the loops: unfold+matmul {errors[0]:.1e}, ops.conv2d {errors[1]:.1e}")
+          f"relative differences to the loops: unfold+matmul {errors[0]:.1e}, ops.conv2d {errors[1]:.1e}, "
+          f"in the reading room {errors[2]:.1e}")
     assert max(errors) < 1e-12
 
 # %% [markdown]
@@ -186,7 +194,8 @@ print(f"{timing_images} image(s): loops {seconds_loops * 1e3:.0f} ms, ops.conv2d
 #   \qquad\text{so}\qquad \frac{\partial L}{\partial x} = \mathrm{fold}\!\left(W_m^\top G\right).$$
 #
 # We check the autograd's gradients (a) against finite differences, one coordinate at
-# a time, and (b) against these closed forms.
+# a time, (b) against these closed forms, and (c) against a convolution built by hand
+# from differentiable ops.
 
 # %%
 kh, kw = 3, 3
@@ -247,6 +256,42 @@ left = np.sum(columns * Z)
 right = np.sum(x_leaf.numpy() * ops.fold(Z, (H, W), (kh, kw), **geometry).numpy())
 print(f"<unfold(x), Z> = {left:.12f}   <x, fold(Z)> = {right:.12f}")
 assert abs(left - right) < 1e-12 * np.linalg.norm(columns) * np.linalg.norm(Z)
+
+# %% [markdown]
+# These closed forms are minicam's backward. `Conv2dOp.backward` (in `minicam/ops/conv.py`)
+# returns two more primitives: `ConvTranspose2dOp(g, w)`, whose forward is
+# $\mathrm{fold}(W_m^\top G)$ with the padding cropped off, and `ConvWeightOp(x, g)`, whose
+# forward is $\sum_n G_n X_n^\top$. Each of the three is the others' adjoint, so each one's
+# backward is the other two, and second derivatives come out exact.
+#
+# (c) A last check: build the convolution by hand from differentiable ops, pad -> unfold ->
+# matmul -> reshape, and let the autograd find its gradients through `fold` (unfold's
+# backward) and the matrix products. They equal the primitives' gradients, and so do the
+# second derivatives (here: of $\langle dW, V\rangle$ with respect to $x$).
+
+# %%
+def conv2d_composite(x, w, b, stride, padding, dilation):
+    """conv2d as pad -> unfold -> matmul -> reshape (+ bias), each step a differentiable op."""
+    (N, C, H, W), (K, _, kh, kw) = x.shape, w.shape
+    (sh, sw), (dh, dw) = ops.as_pair(stride, "stride", "conv2d", 1), ops.as_pair(dilation, "dilation", "conv2d", 1)
+    (ph, pw) = ops.as_pair(padding, "padding", "conv2d", 0)                           # ints or (h, w) pairs
+    columns = ops.unfold(ops.pad(x, (pw, pw, ph, ph)), (kh, kw), dilation=(dh, dw), stride=(sh, sw))  # (N, C*kh*kw, L)
+    Y = ops.matmul(w.reshape(K, C * kh * kw), columns) + b.reshape(1, K, 1)                          # (N, K, L)
+    return Y.reshape(N, K, ops.conv_output_size(H, kh, sh, ph, dh), ops.conv_output_size(W, kw, sw, pw, dw))
+
+
+y_composite = conv2d_composite(x_leaf, w_leaf, b_leaf, **geometry)
+assert relative_error(y_composite.numpy(), y.numpy()) < 1e-12
+V = rng.standard_normal(w_leaf.shape)
+second = {}
+for name, output in [("ops.conv2d", y), ("composite", y_composite)]:
+    grads = minicam.grad((Tensor(G) * output).sum(), [x_leaf, w_leaf, b_leaf], create_graph=True)
+    (second[name],) = minicam.grad((grads[1] * Tensor(V)).sum(), x_leaf)    # d<dW, V>/dx
+    for label, mine, closed in zip("xwb", grads, (dx_closed, dw_closed, db_closed)):
+        assert relative_error(mine.numpy(), closed) < 1e-12, (name, label)
+error = relative_error(second["composite"].numpy(), second["ops.conv2d"].numpy())
+print(f"the composite's gradients equal the primitives'; second derivatives: relative difference {error:.1e}")
+assert error < 1e-12
 
 # %% [markdown]
 # For stride 1 there is a second way to see $dx$: every output pixel spreads its gradient
@@ -344,7 +389,8 @@ print("saved", minicam.viz.save_figure(fig, "02_kernels_and_feature_maps"))
 #   agrees on every row; unfold+matmul and `ops.conv2d` match the loops to about
 #   $10^{-16}$; finite differences agree with the autograd to a few $10^{-10}$ (the loss
 #   is linear in each argument, so only rounding, about $10^{-16}/h$, remains); the
-#   closed forms agree to about $10^{-16}$; the matrix version is 100 to 600 times
+#   closed forms agree to about $10^{-16}$, and so do the hand-built composite's first and
+#   second derivatives; the matrix version is 100 to 600 times
 #   faster than the loops (measured here; it depends on the machine and its load).
 # - **In the figure**: the frame along the borders of the Sobel and Laplacian maps is
 #   the zero padding: at the border the kernel sees a step from the image to zeros.

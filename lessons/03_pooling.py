@@ -13,7 +13,8 @@
 #
 # **Code you will read**
 # - `minicam/reference.py`: `max_pool2d`, `max_pool2d_backward`, `avg_pool2d`, `adaptive_avg_pool2d`
-# - `minicam/ops/pool.py`: `max_pool2d`, `_torch_max_choice`, `avg_pool2d`, `adaptive_avg_pool2d`
+# - `minicam/ops/pool.py`: `max_pool2d`, `max_choice` (torch's tie rule, as an argmax), `MaxPool2dOp`
+#   and its backward `WindowScatterOp`, `avg_pool2d`, `adaptive_avg_pool2d`
 # - `minicam/models.py`: `LessonCNN.forward`; `minicam/cam/cam.py`: `cam`
 #
 # **Time**: 40 minutes.
@@ -54,9 +55,13 @@ def relative_error(a, b):
 # defaults to the kernel size, so 2x2 pooling halves the height and width. Padded
 # pixels never win (they count as $-\infty$). The lesson network pools 2x2 twice.
 #
-# The loops (`minicam.reference.max_pool2d`) against `minicam.ops.max_pool2d`, which
-# unfolds the windows (lesson 02) and picks one element of each. A maximum is one of
-# the input numbers, not a sum, so the two must agree *exactly*.
+# The loops (`minicam.reference.max_pool2d`) against `minicam.ops.max_pool2d`, whose
+# primitive `MaxPool2dOp` (`minicam/ops/pool.py`) takes a view of the windows of the padded
+# input (lesson 02's unfold, without the copy) and picks the one element of each that
+# `max_choice` chooses: an argmax over the window axis. By default a tuned version of the
+# same pick runs (the fast wing, `minicam/ops/fast/pool.py`); inside
+# `with ops.reading_room():` the lines you read run instead. A maximum is one of the input
+# numbers, not a sum, so all of them must agree *exactly*.
 
 # %%
 x = rng.standard_normal((2, 3, 8, 8))
@@ -68,8 +73,10 @@ POOL_CONFIGURATIONS = [
 for config in POOL_CONFIGURATIONS:
     from_loops = minicam.reference.max_pool2d(x, **config)
     from_ops = ops.max_pool2d(x, **config).numpy()
+    with ops.reading_room():
+        from_reading_room = ops.max_pool2d(x, **config).numpy()
     print(f"max_pool2d {config}: {x.shape} -> {from_ops.shape}, identical: {np.array_equal(from_loops, from_ops)}")
-    assert np.array_equal(from_loops, from_ops)
+    assert np.array_equal(from_loops, from_ops) and np.array_equal(from_reading_room, from_ops)
 
 # %% [markdown]
 # ### Its gradient: all of it to one element per window
@@ -117,7 +124,9 @@ assert chosen.numpy()[0, 0][peak] == windows_containing_peak
 # in charge (derivative 0). No derivative exists there, and a convention must choose.
 # PyTorch, and minicam with it, gives the whole gradient to the **first** maximum in
 # row-major order (row by row, left to right). ReLU's convention at 0 (gradient 0) is
-# the same kind of choice.
+# the same kind of choice. In `max_choice` (`minicam/ops/pool.py`) it is one line: the
+# argmax of the booleans "equals the window's maximum" is the FIRST True. The same function
+# writes torch's rules for NaN (the maximum; the last one wins) and for windows of -inf.
 #
 # Below, the top-left window holds 3 twice, the top-right 2 three times, the bottom-left
 # is all zeros and the bottom-right all fives.

@@ -77,6 +77,18 @@ def enable_grad():
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def float_dtype(dtype, what: str) -> np.dtype:
+    """`dtype` as np.float32 or np.float64 (None means float64, the default of a reference),
+    or a TypeError that names `what` asked for it and what to use instead.
+
+    The one check of a requested dtype: Tensor data, ops.to_dtype, the nn layers and Module.to call it.
+    """
+    dtype = np.dtype(np.float64 if dtype is None else dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{what}: dtype {dtype} is not supported; use np.float32 or np.float64")
+    return dtype
+
+
 def to_float_array(data, dtype=None, what: str = "Tensor data") -> np.ndarray:
     """Return `data` as a float32 or float64 array, or explain why it can't be.
 
@@ -89,10 +101,7 @@ def to_float_array(data, dtype=None, what: str = "Tensor data") -> np.ndarray:
         data = data.data
     array = np.asarray(data)
     if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{what}: dtype {dtype} is not supported; use np.float32 or np.float64")
-        return array.astype(dtype, copy=False)
+        return array.astype(float_dtype(dtype, what), copy=False)
     if array.dtype in FLOAT_DTYPES:
         return array
     if array.dtype.kind in "biu":  # bool, signed and unsigned integers
@@ -144,6 +153,13 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self._ctx is None
 
+    @property
+    def grad_fn(self):
+        """The primitive (a Function subclass, e.g. ops.elementwise.MulOp) that computed this
+        tensor, or None for a leaf and for results computed without a graph. As torch's
+        grad_fn, except that it is the class itself (torch gives a node object)."""
+        return None if self._ctx is None else self._ctx.function
+
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
 
@@ -180,8 +196,8 @@ class Tensor:
         extra = ""
         if self.dtype != np.float64:
             extra += f", dtype={self.dtype}"
-        if self._ctx is not None:
-            extra += f", grad_fn={self._ctx.function.__name__}"
+        if self.grad_fn is not None:
+            extra += f", grad_fn={self.grad_fn.__name__}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"Tensor({body}{extra})"

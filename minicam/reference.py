@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 
-def _pair(value):
+def _pair(value):  # local, unchecked: this file imports nothing from minicam, to stay an independent check
     return (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
 
 

@@ -164,8 +164,18 @@ def test_nan_and_inf_propagate_as_in_ieee_arithmetic():
 def test_tensor_repr_is_readable():
     assert repr(Tensor([1.0, 2.0])) == "Tensor([1., 2.])"
     assert repr(Tensor([1.0], requires_grad=True)) == "Tensor([1.], requires_grad=True)"
-    assert "grad_fn=Mul" in repr(Tensor([1.0], requires_grad=True) * 2)
+    assert "grad_fn=MulOp" in repr(Tensor([1.0], requires_grad=True) * 2)
     assert "dtype=float32" in repr(Tensor(np.ones(1, np.float32)))
+
+
+def test_grad_fn_names_the_primitive_that_computed_a_tensor():
+    from minicam.ops.elementwise import MulOp
+
+    leaf = Tensor([1.0], requires_grad=True)
+    assert (leaf * 2).grad_fn is MulOp
+    assert leaf.grad_fn is None and Tensor([1.0]).grad_fn is None
+    with minicam.no_grad():
+        assert (leaf * 2).grad_fn is None  # no graph, no grad_fn (as torch)
 
 
 def test_shape_errors_name_the_op_and_the_shapes():

@@ -1,15 +1,16 @@
 """The slow loops of minicam.reference == the fast ops == torch, on drawn geometries.
 
 reference.py is the specification students read first, so it is tested like
-the rest: against torch, and the fast composites (pad -> unfold -> matmul / max
-/ mean) against it. Copies and maxima must agree exactly; sums within 1e-12
-(normwise relative: only the order of the additions differs).
+the rest: against torch, and minicam.ops against it (conv2d and max_pool2d both on
+the fast wing and in the reading room). Copies and maxima must agree exactly; sums
+within 1e-12 (normwise relative: only the order of the additions differs).
 """
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from minicam import Tensor, grad, ops, reference
+from minicam.ops.fast import Plan, plan as fast_plan
 from cases_conv import max_pool_geometry, window_geometry
 from opcheck import assert_close
 from strategies import rng_from, seeds, tie_free, values
@@ -21,6 +22,7 @@ T = torch.from_numpy
 
 # The loops are slow: fewer examples than the ci profile's 25, small shapes.
 FEW = settings(max_examples=15)
+FAST_WING, READING_ROOM = Plan(), Plan(fast=False)
 
 
 def _batch(data, max_channels=3):
@@ -28,8 +30,9 @@ def _batch(data, max_channels=3):
 
 
 @FEW
+@pytest.mark.parametrize("room", ["fast wing", "reading room"])
 @given(data=st.data())
-def test_conv2d_reference_fast_and_torch_agree(data):
+def test_conv2d_reference_fast_and_torch_agree(room, data):
     k, s, p, d, (H, W) = data.draw(window_geometry(), label="geometry")
     N, C = _batch(data)
     K = data.draw(st.integers(1, 3), label="K")
@@ -38,7 +41,8 @@ def test_conv2d_reference_fast_and_torch_agree(data):
     bias = bias if data.draw(st.booleans(), label="with bias") else None
 
     slow = reference.conv2d(x, weight, bias, stride=s, padding=p, dilation=d)
-    fast = ops.conv2d(x, weight, bias, stride=s, padding=p, dilation=d).data
+    with fast_plan(FAST_WING if room == "fast wing" else READING_ROOM):
+        fast = ops.conv2d(x, weight, bias, stride=s, padding=p, dilation=d).data
     expected = F.conv2d(T(x), T(weight), None if bias is None else T(bias), stride=s, padding=p, dilation=d).numpy()
     assert_close(slow, expected, 1e-12, "reference.conv2d vs torch")
     assert_close(fast, slow, 1e-12, "ops.conv2d vs reference.conv2d")
@@ -81,8 +85,14 @@ def _max_pool_case(data, value_kind):
 
 @FEW
 @pytest.mark.parametrize("value_kind", ["tie-free", "with ties"])
+@pytest.mark.parametrize("room", ["fast wing", "reading room"])
 @given(data=st.data())
-def test_max_pool2d_reference_fast_and_torch_agree_exactly(value_kind, data):
+def test_max_pool2d_reference_fast_and_torch_agree_exactly(room, value_kind, data):
+    with fast_plan(FAST_WING if room == "fast wing" else READING_ROOM):
+        _max_pool2d_reference_fast_and_torch_agree_exactly(value_kind, data)
+
+
+def _max_pool2d_reference_fast_and_torch_agree_exactly(value_kind, data):
     x, kwargs, rng = _max_pool_case(data, value_kind)
     slow = reference.max_pool2d(x, **kwargs)
     np.testing.assert_array_equal(slow, F.max_pool2d(T(x), **kwargs).numpy())

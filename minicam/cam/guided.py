@@ -27,8 +27,8 @@ import contextlib
 import numpy as np
 
 from minicam import nn
-from minicam.autograd import Function, Tensor, enable_grad, grad
-from minicam.ops.elementwise import Mask
+from minicam.autograd import Tensor, enable_grad, grad
+from minicam.ops.elementwise import MaskOp, ReLUOp
 from minicam.cam.capture import check_forward, checked_images, class_scores, layer_output, overflow_fix
 from minicam.errors import require_finite
 from minicam.cam.conventions import normalize_maps, resize_maps
@@ -38,21 +38,17 @@ from minicam.cam.maps import final_relu
 CHANNEL_REDUCTIONS = ("max-abs", "sum")
 
 
-class GuidedReLUOp(Function):
-    """y = max(x, 0);  dx = g * [x > 0] * [g > 0]  (guided backpropagation).
+class GuidedReLUOp(ReLUOp):
+    """y = max(x, 0) (ReLUOp's forward);  dx = g * [x > 0] * [g > 0]  (guided backpropagation).
 
     Both masks are constants of the backward, so it is linear in g on each side
     of g = 0, like ReLU's own backward."""
 
     @staticmethod
-    def forward(ctx, x):
-        return np.maximum(x, 0)
-
-    @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
         passes = (x.data > 0) & (g.data > 0)
-        return (Mask.apply(g, mask=passes),)
+        return (MaskOp.apply(g, mask=passes),)
 
 
 def guided_gradients(model, x, target=None, score="logit") -> np.ndarray:

@@ -10,21 +10,12 @@ import math
 import numpy as np
 
 from minicam import ops
-from minicam.autograd import Tensor, as_tensor
+from minicam.autograd import Tensor, as_tensor, float_dtype
+from minicam.nn.module import Module, Parameter, random_generator
 
-from minicam.nn.module import Module, Parameter, random_generator, _float_dtype
 # ----------------------------------------------------------------------------
 # Helpers shared by the layers
 # ----------------------------------------------------------------------------
-
-
-def _pair(value, name: str, owner: str) -> tuple:
-    """torch's convention: an int n means (n, n) for (height, width)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value), int(value))
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{owner}: {name} must be an int or a pair of ints (height, width), got {value!r}")
 
 
 def _uniform_init(rng, fan_in: int, shape: tuple, dtype) -> np.ndarray:
@@ -67,7 +58,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Linear"), random_generator(rng, "Linear")
+        dtype, rng = float_dtype(dtype, "Linear"), random_generator(rng, "Linear")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight = Parameter(_uniform_init(rng, in_features, (out_features, in_features), dtype))
         if bias:
@@ -98,17 +89,17 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, rng=None):
         super().__init__()
-        dtype, rng = _float_dtype(dtype, "Conv2d"), random_generator(rng, "Conv2d")
+        dtype, rng = float_dtype(dtype, "Conv2d"), random_generator(rng, "Conv2d")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not implemented; only 'zeros'")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding", "Conv2d")
-        self.dilation = _pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = ops.as_pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = ops.as_pair(stride, "stride", "Conv2d", 1)
+        self.padding = padding if isinstance(padding, str) else ops.as_pair(padding, "padding", "Conv2d", 0)
+        self.dilation = ops.as_pair(dilation, "dilation", "Conv2d", 1)
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
@@ -155,7 +146,7 @@ class BatchNorm2d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype=None, *, bias: bool = True):
         super().__init__()
-        dtype = _float_dtype(dtype, "BatchNorm2d")
+        dtype = float_dtype(dtype, "BatchNorm2d")
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None

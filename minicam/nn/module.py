@@ -8,7 +8,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from minicam.autograd import FLOAT_DTYPES, Tensor
+from minicam.autograd import Tensor, float_dtype
 
 # ----------------------------------------------------------------------------
 # Reproducible randomness
@@ -31,14 +31,6 @@ def random_generator(rng, owner: str) -> np.random.Generator:
         raise TypeError(f"{owner}: rng must be an np.random.Generator (e.g. np.random.default_rng(0)), "
                         f"got {type(rng).__name__}")
     return rng
-
-
-def _float_dtype(dtype, owner: str) -> np.dtype:
-    """float64 by default; float32 on request; anything else is refused."""
-    dtype = np.dtype(np.float64 if dtype is None else dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{owner}: dtype {dtype} is not supported; use np.float32 or np.float64")
-    return dtype
 
 
 # ----------------------------------------------------------------------------
@@ -382,7 +374,7 @@ class Module:
     def to(self, dtype) -> "Module":
         """Convert parameters (and their gradients) and float buffers to `dtype`,
         in place: Parameter objects keep their identity. Integer buffers stay."""
-        dtype = _float_dtype(dtype, "Module.to")
+        dtype = float_dtype(dtype, "Module.to")
         for param in self.parameters():
             param.data = param.data.astype(dtype)
             if param.grad is not None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicam.autograd import Function, Tensor, as_tensor
+from minicam.autograd import Function, Tensor, as_tensor, float_dtype
 
 
-def _pair(a, b, op: str):
+def _operands(a, b, op: str):
     """Wrap two operands (a Python number takes the other operand's dtype) and
     check that their shapes broadcast."""
     if isinstance(a, Tensor):
@@ -28,7 +28,7 @@ def _pair(a, b, op: str):
     return a, b
 
 
-class Add(Function):
+class AddOp(Function):
     """y = a + b;  da = g,  db = g."""
 
     @staticmethod
@@ -40,7 +40,7 @@ class Add(Function):
         return g, g
 
 
-class Sub(Function):
+class SubOp(Function):
     """y = a - b;  da = g,  db = -g."""
 
     @staticmethod
@@ -52,7 +52,7 @@ class Sub(Function):
         return g, -g
 
 
-class Neg(Function):
+class NegOp(Function):
     """y = -x;  dx = -g."""
 
     @staticmethod
@@ -61,10 +61,10 @@ class Neg(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (Neg.apply(g),)
+        return (NegOp.apply(g),)
 
 
-class Mul(Function):
+class MulOp(Function):
     """y = a * b;  da = g * b,  db = g * a."""
 
     @staticmethod
@@ -77,7 +77,7 @@ class Mul(Function):
         return g * b, g * a
 
 
-class Div(Function):
+class DivOp(Function):
     """y = a / b;  da = g / b,  db = -g * a / b^2."""
 
     @staticmethod
@@ -90,7 +90,7 @@ class Div(Function):
         return g / b, -g * a / (b * b)
 
 
-class Pow(Function):
+class PowOp(Function):
     """y = x^p for a constant number p;  dx = g * p * x^(p-1)."""
 
     @staticmethod
@@ -104,10 +104,10 @@ class Pow(Function):
         (p,) = ctx.saved
         if p == 0:
             return (g * 0.0,)
-        return (g * p * Pow.apply(x, exponent=p - 1),)
+        return (g * p * PowOp.apply(x, exponent=p - 1),)
 
 
-class Exp(Function):
+class ExpOp(Function):
     """y = e^x;  dx = g * e^x."""
 
     @staticmethod
@@ -117,10 +117,10 @@ class Exp(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        return (g * Exp.apply(x),)
+        return (g * ExpOp.apply(x),)
 
 
-class Log(Function):
+class LogOp(Function):
     """y = ln x;  dx = g / x."""
 
     @staticmethod
@@ -133,7 +133,7 @@ class Log(Function):
         return (g / x,)
 
 
-class Abs(Function):
+class AbsOp(Function):
     """y = |x|;  dx = g * sign(x)  (0 at x = 0, as torch)."""
 
     @staticmethod
@@ -146,7 +146,7 @@ class Abs(Function):
         return (g * Tensor(np.sign(x.data)),)  # sign is a constant: exact higher order
 
 
-class ReLU(Function):
+class ReLUOp(Function):
     """y = max(x, 0);  dx = g * [x > 0].
 
     The subgradient at x = 0 is 0, as in torch. The mask is a constant, so the
@@ -160,13 +160,13 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        return (Mask.apply(g, mask=x.data > 0),)
+        return (MaskOp.apply(g, mask=x.data > 0),)
 
 
-class Mask(Function):
-    """y = g * m for a constant boolean mask m (zeros where m is False);  dg = Mask(h, m).
+class MaskOp(Function):
+    """y = g * m for a constant boolean mask m (zeros where m is False);  dg = MaskOp(h, m).
 
-    ReLU's backward, in one pass over g (a float copy of the mask would be a second).
+    ReLUOp's backward, in one pass over g (a float copy of the mask would be a second).
     Linear in g, so it is its own backward.
     """
 
@@ -178,10 +178,10 @@ class Mask(Function):
     @staticmethod
     def backward(ctx, h):
         (mask,) = ctx.saved
-        return (Mask.apply(h, mask=mask),)
+        return (MaskOp.apply(h, mask=mask),)
 
 
-class Sigmoid(Function):
+class SigmoidOp(Function):
     """y = 1 / (1 + e^-x);  dx = g * y * (1 - y)."""
 
     @staticmethod
@@ -193,11 +193,11 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        y = Sigmoid.apply(x)
+        y = SigmoidOp.apply(x)
         return (g * y * (1 - y),)
 
 
-class Tanh(Function):
+class TanhOp(Function):
     """y = tanh x;  dx = g * (1 - y^2)."""
 
     @staticmethod
@@ -207,11 +207,11 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        y = Tanh.apply(x)
+        y = TanhOp.apply(x)
         return (g * (1 - y * y),)
 
 
-class Softplus(Function):
+class SoftplusOp(Function):
     """y = log(1 + e^(beta x)) / beta, and y = x where beta x > threshold (torch's rule);
     dx = g * sigmoid(beta x), and g where beta x > threshold."""
 
@@ -228,11 +228,11 @@ class Softplus(Function):
         (x,) = ctx.inputs
         beta, threshold = ctx.saved
         linear = Tensor((beta * x.data > threshold).astype(x.dtype))  # constant mask
-        slope = linear + (1 - linear) * Sigmoid.apply(x * beta)
+        slope = linear + (1 - linear) * SigmoidOp.apply(x * beta)
         return (g * slope,)
 
 
-class Where(Function):
+class WhereOp(Function):
     """y = a where condition else b (condition is a constant boolean array);
     da = g * [condition],  db = g * [not condition]."""
 
@@ -248,7 +248,7 @@ class Where(Function):
         return g * keep, g * (1 - keep)
 
 
-class ToDtype(Function):
+class ToDtypeOp(Function):
     """y = x converted to another float dtype;  dx = g converted back."""
 
     @staticmethod
@@ -258,7 +258,7 @@ class ToDtype(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        return (ToDtype.apply(g, dtype=x.dtype),)
+        return (ToDtypeOp.apply(g, dtype=x.dtype),)
 
 
 # ----------------------------------------------------------------------------
@@ -267,75 +267,73 @@ class ToDtype(Function):
 
 
 def add(a, b):
-    return Add.apply(*_pair(a, b, "add"))
+    return AddOp.apply(*_operands(a, b, "add"))
 
 
 def sub(a, b):
-    return Sub.apply(*_pair(a, b, "sub"))
+    return SubOp.apply(*_operands(a, b, "sub"))
 
 
 def mul(a, b):
-    return Mul.apply(*_pair(a, b, "mul"))
+    return MulOp.apply(*_operands(a, b, "mul"))
 
 
 def div(a, b):
-    return Div.apply(*_pair(a, b, "div"))
+    return DivOp.apply(*_operands(a, b, "div"))
 
 
 def neg(x):
-    return Neg.apply(x)
+    return NegOp.apply(x)
 
 
 def pow(x, exponent):
     if isinstance(exponent, Tensor) or not np.isscalar(exponent):
         raise TypeError("pow: the exponent must be a Python number; for a tensor exponent use exp(b * log(a))")
-    return Pow.apply(x, exponent=float(exponent))
+    return PowOp.apply(x, exponent=float(exponent))
 
 
 def sqrt(x):
-    return Pow.apply(x, exponent=0.5)
+    return PowOp.apply(x, exponent=0.5)
 
 
 def exp(x):
-    return Exp.apply(x)
+    return ExpOp.apply(x)
 
 
 def log(x):
-    return Log.apply(x)
+    return LogOp.apply(x)
 
 
 def abs(x):
-    return Abs.apply(x)
+    return AbsOp.apply(x)
 
 
 def relu(input):
-    return ReLU.apply(input)
+    return ReLUOp.apply(input)
 
 
 def sigmoid(input):
-    return Sigmoid.apply(input)
+    return SigmoidOp.apply(input)
 
 
 def tanh(input):
-    return Tanh.apply(input)
+    return TanhOp.apply(input)
 
 
 def softplus(input, beta: float = 1.0, threshold: float = 20.0):
-    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
+    return SoftplusOp.apply(input, beta=float(beta), threshold=float(threshold))
 
 
 def where(condition, input, other):
     """input where condition is True, else other; condition is a constant boolean array."""
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    a, b = _pair(input, other, "where")
-    return Where.apply(a, b, condition=condition)
+    a, b = _operands(input, other, "where")
+    return WhereOp.apply(a, b, condition=condition)
 
 
 def to_dtype(x, dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"to: dtype {dtype} is not supported; use np.float32 or np.float64")
+    dtype = float_dtype(dtype, "to")
     x = as_tensor(x)
     if x.dtype == dtype:
         return x
-    return ToDtype.apply(x, dtype=dtype)
+    return ToDtypeOp.apply(x, dtype=dtype)

@@ -1,15 +1,14 @@
-"""unfold (im2col) and fold (col2im): the two primitives under conv2d and the pools.
+"""unfold (im2col) and fold (col2im), and the window geometry that conv2d and the pools share.
 
-`Unfold` copies every kh x kw window of an image into a column; `Fold` adds
+`UnfoldOp` copies every kh x kw window of an image into a column; `FoldOp` adds
 every column back into its window. Each is the other's adjoint (transpose):
 
     <unfold(x), y> = <x, fold(y)>   for all x, y,
 
 so each is the other's backward, and derivatives of any order are exact.
-conv2d is then pad -> unfold -> matmul, and a pool is pad -> unfold -> max or mean:
-conv2d_composite, max_pool2d_composite and avg_pool2d. (conv2d and max_pool2d run
-fused primitives, in conv.py and pool.py, tested against those composites; they
-share the Geometry and window_element below.)
+A convolution is pad -> unfold -> matmul and a pool is pad -> unfold -> max or mean;
+conv.py and pool.py write their primitives' forwards with the two NumPy steps below,
+window_view (unfold without the copy) and fold_columns (col2im).
 
 Window geometry, shared by everything here (torch's definitions):
     kernel element (i, j) of the window at output position (oh, ow) reads
@@ -27,7 +26,7 @@ from minicam.ops.shape import index, pad
 
 
 # ----------------------------------------------------------------------------
-# Geometry and argument checking, shared with conv.py and pool.py
+# Geometry and argument checking, shared with conv.py and pool.py (and read by the fast wing)
 # ----------------------------------------------------------------------------
 
 
@@ -67,15 +66,11 @@ class Geometry(NamedTuple):
         return H + top + bottom, W + left + right
 
 
-def window_element(padded, i, j, geometry):
-    """Kernel element (i, j) of every window at once: the (N, C, OH, OW) view
-    padded[n, c, oh*sh + i*dh, ow*sw + j*dw] of a padded (N, C, Hp, Wp) array."""
-    (sh, sw), (dh, dw), (OH, OW) = geometry.stride, geometry.dilation, geometry.output_size
-    return padded[:, :, i * dh : i * dh + sh * (OH - 1) + 1 : sh, j * dw : j * dw + sw * (OW - 1) + 1 : sw]
-
-
 def as_pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    """torch's int-or-pair argument (kernel_size=3 means (3, 3)) as a checked (height, width) pair."""
+    """torch's int-or-pair argument (kernel_size=3 means (3, 3)) as a checked (height, width) pair.
+
+    The one such check for ops and nn (minicam.ops.as_pair); `op` names the caller in the error.
+    """
     if isinstance(value, (int, np.integer)):
         pair = (value, value)
     elif isinstance(value, (tuple, list)):
@@ -107,11 +102,62 @@ def as_image_batch(input, op: str) -> tuple[Tensor, bool]:
 
 
 # ----------------------------------------------------------------------------
+# The windows in NumPy: unfold without the copy, and col2im (conv.py and pool.py use them too)
+# ----------------------------------------------------------------------------
+
+
+def padded(x, geometry, value=0.0):
+    """x (N, C, H, W) with the geometry's padding filled with `value`: (N, C, Hp, Wp)."""
+    top, bottom, left, right = geometry.padding
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def cropped(padded_image, geometry):
+    """The inverse of `padded`: the (N, C, H, W) image part of a padded (N, C, Hp, Wp) array."""
+    (H, W), (top, _, left, _) = geometry.input_size, geometry.padding
+    return np.ascontiguousarray(padded_image[:, :, top : top + H, left : left + W])
+
+
+def window_view(x, kernel_size, dilation, stride):
+    """Every window of x (N, C, H, W) as a view: (N, C, OH, OW, kh, kw), no copy,
+        windows[n, c, oh, ow, i, j] = x[n, c, oh*sh + i*dh, ow*sw + j*dw].
+
+    sliding_window_view gives every span_h x span_w block of the image,
+      blocks[n, c, a, b, u, v] = x[n, c, a + u, b + v]    (a view: strides (.., sH, sW, sH, sW));
+    keeping every sh-th top-left corner a and every dh-th element u of a block gives the
+    windows, with H - span_h + 1 corners thinned to ceil((H - span_h + 1)/sh) = OH of them.
+    """
+    (kh, kw), (dh, dw), (sh, sw) = kernel_size, dilation, stride
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    blocks = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    return blocks[:, :, ::sh, ::sw, ::dh, ::dw]
+
+
+def fold_columns(columns, size, dilation, stride):
+    """col2im, the adjoint of window_view: y[n, c, oh*sh + i*dh, ow*sw + j*dw] += columns[n, c, i, j, oh, ow].
+
+    columns: (N, C, kh, kw, OH, OW)  ->  y: (N, C, H, W) with (H, W) = size.
+    One strided += per kernel element (i, j), touching rows i*dh, i*dh + sh, ..., i*dh + sh*(OH-1)
+    and the matching columns: where windows overlap (stride < span), their contributions add up,
+    element (0, 0) first. (kh*kw slices of whole arrays, not a loop over windows: NumPy's speed.)
+    """
+    N, C, kh, kw, OH, OW = columns.shape
+    (dh, dw), (sh, sw) = dilation, stride
+    y = np.zeros((N, C) + tuple(size), dtype=columns.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (OH - 1) + 1, sh)
+            cols = slice(j * dw, j * dw + sw * (OW - 1) + 1, sw)
+            y[:, :, rows, cols] += columns[:, :, i, j]
+    return y
+
+
+# ----------------------------------------------------------------------------
 # The two primitives
 # ----------------------------------------------------------------------------
 
 
-class Unfold(Function):
+class UnfoldOp(Function):
     """im2col: y[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh + i*dh, ow*sw + j*dw];  dx = fold(g).
 
     x: (N, C, H, W), already padded   y: (N, C*kh*kw, OH*OW)
@@ -120,17 +166,9 @@ class Unfold(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, dilation, stride):
-        (kh, kw), (dh, dw), (sh, sw) = kernel_size, dilation, stride
-        N, C, H, W = x.shape
+        (kh, kw), (N, C, H, W) = kernel_size, x.shape
         ctx.save_for_backward((H, W), kernel_size, dilation, stride)
-        # sliding_window_view gives every span_h x span_w block of the image:
-        #   windows[n, c, a, b, u, v] = x[n, c, a + u, b + v]    (a view: strides (.., sH, sW, sH, sW))
-        # Keeping every sh-th top-left corner a and every dh-th element u of a block gives
-        #   windows[n, c, oh, ow, i, j] = x[n, c, oh*sh + i*dh, ow*sw + j*dw],
-        # with H - span_h + 1 corners thinned to ceil((H - span_h + 1)/sh) = OH of them.
-        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
-        windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
+        windows = window_view(x, kernel_size, dilation, stride)  # (N, C, OH, OW, kh, kw), a view
         OH, OW = windows.shape[2:4]
         columns = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)  # a fresh array, never a view of x
         columns[...] = windows.transpose(0, 1, 4, 5, 2, 3)
@@ -139,10 +177,10 @@ class Unfold(Function):
     @staticmethod
     def backward(ctx, g):
         size, kernel_size, dilation, stride = ctx.saved
-        return (Fold.apply(g, output_size=size, kernel_size=kernel_size, dilation=dilation, stride=stride),)
+        return (FoldOp.apply(g, output_size=size, kernel_size=kernel_size, dilation=dilation, stride=stride),)
 
 
-class Fold(Function):
+class FoldOp(Function):
     """col2im: y[n, c, oh*sh + i*dh, ow*sw + j*dw] += x[n, (c, i, j), (oh, ow)];  dx = unfold(g).
 
     x: (N, C*kh*kw, OH*OW)   y: (N, C, H, W) with (H, W) = output_size (padded size)
@@ -155,22 +193,12 @@ class Fold(Function):
         ctx.save_for_backward(kernel_size, dilation, stride)
         N, C = x.shape[0], x.shape[1] // (kh * kw)
         OH, OW = conv_output_size(H, kh, sh, 0, dh), conv_output_size(W, kw, sw, 0, dw)
-        columns = x.reshape(N, C, kh, kw, OH, OW)
-        y = np.zeros((N, C, H, W), dtype=x.dtype)
-        # One strided += per kernel element (i, j): it touches rows i*dh, i*dh + sh, ...,
-        # i*dh + sh*(OH-1) and the matching columns. A loop of kh*kw slices is the
-        # fastest col2im measured here (research/feasibility.md).
-        for i in range(kh):
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (OH - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (OW - 1) + 1, sw)
-                y[:, :, rows, cols] += columns[:, :, i, j]
-        return y
+        return fold_columns(x.reshape(N, C, kh, kw, OH, OW), (H, W), dilation, stride)
 
     @staticmethod
     def backward(ctx, g):
         kernel_size, dilation, stride = ctx.saved
-        return (Unfold.apply(g, kernel_size=kernel_size, dilation=dilation, stride=stride),)
+        return (UnfoldOp.apply(g, kernel_size=kernel_size, dilation=dilation, stride=stride),)
 
 
 # ----------------------------------------------------------------------------
@@ -192,7 +220,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
         conv_output_size(x.shape[2 + axis], kernel_size[axis], stride[axis], p, dilation[axis], op=op, dim=dim)
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph))
-    columns = Unfold.apply(x, kernel_size=kernel_size, dilation=dilation, stride=stride)
+    columns = UnfoldOp.apply(x, kernel_size=kernel_size, dilation=dilation, stride=stride)
     return columns.reshape(columns.shape[1:]) if unbatched else columns
 
 
@@ -226,7 +254,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"and stride {(sh, sw)} has {OH}*{OW} = {OH * OW} windows, but the input (shape {input.shape}) "
             f"has L = {x.shape[2]} columns"
         )
-    y = Fold.apply(x, output_size=(H + 2 * ph, W + 2 * pw), kernel_size=(kh, kw), dilation=(dh, dw), stride=(sh, sw))
+    y = FoldOp.apply(x, output_size=(H + 2 * ph, W + 2 * pw), kernel_size=(kh, kw), dilation=(dh, dw), stride=(sh, sw))
     if ph or pw:
         y = index(y, (slice(None), slice(None), slice(ph, ph + H), slice(pw, pw + W)))
     return y.reshape(y.shape[1:]) if unbatched else y

@@ -7,7 +7,7 @@ from minicam.autograd import Function, as_tensor
 from minicam.ops.shape import transpose
 
 
-class MatMul(Function):
+class MatMulOp(Function):
     """y = a @ b over the last two axes, leading (batch) axes broadcast;
     da = g @ b^T,  db = a^T @ g  (the engine sums broadcast batch axes).
 
@@ -21,7 +21,7 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.inputs
-        return MatMul.apply(g, transpose(b, -1, -2)), MatMul.apply(transpose(a, -1, -2), g)
+        return MatMulOp.apply(g, transpose(b, -1, -2)), MatMulOp.apply(transpose(a, -1, -2), g)
 
 
 def matmul(input, other):
@@ -41,7 +41,7 @@ def matmul(input, other):
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch shapes {a.shape[:-2]} and {b.shape[:-2]} do not broadcast") from None
-    y = MatMul.apply(a, b)
+    y = MatMulOp.apply(a, b)
     if vector_a:
         y = y.reshape(y.shape[:-2] + y.shape[-1:])
     if vector_b:

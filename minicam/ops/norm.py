@@ -1,15 +1,20 @@
 """batch_norm and dropout, as in torch.nn.functional.
 
-batch_norm in training mode is a composite of mean, sub, mul, sqrt and div, so its
-backward (including the gradient through the batch statistics) and its double backward
-are exact; in eval mode it is one primitive, BatchNormEval, whose backward is in ops.
+batch_norm is a composite of ops, so its backward (in training mode including the
+gradient through the batch statistics) and its double backward are exact: in training
+mode of mean, sub, mul, sqrt and div; in eval mode, where the statistics are constants,
+    y = (x - running_mean) * inv_std * weight + bias,   inv_std = 1 / sqrt(running_var + eps).
+In eval mode one visible line, `if fast.enabled(): return fast.BatchNormEvalOp...`, runs
+the same affine map as one primitive instead (minicam/ops/fast/norm.py: fewer, larger
+passes over x), unless a `with minicam.ops.reading_room():` block asks for the ops.
 dropout multiplies by a constant random mask.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from minicam.autograd import Function, Tensor, as_tensor, to_float_array
+from minicam.autograd import Tensor, as_tensor, to_float_array
+from minicam.ops import fast
 from minicam.ops.elementwise import sqrt, to_dtype
 
 
@@ -24,8 +29,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                  and IN PLACE (if running stats are given):
                  running_mean <- (1 - momentum) running_mean + momentum mu
                  running_var  <- (1 - momentum) running_var  + momentum s2 n/(n-1)  (UNBIASED)
-      eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias,
-                 computed as x * scale + shift (the statistics are constants)
+      eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias
+                 (the statistics are constants: no gradient flows into them)
     running_mean, running_var: (C,) NumPy arrays or Tensors (their .data is updated);
     they are buffers, never differentiated. weight, bias: (C,) or None.
     """
@@ -53,51 +58,23 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError("batch_norm: running_mean and running_var are required when training=False")
         mean = _constant(running_mean, input.dtype, stats_shape)
         inv_std = 1 / np.sqrt(_constant(running_var, input.dtype, stats_shape) + eps)
-        weight = Tensor(np.ones(channels, dtype=input.dtype)) if weight is None else weight
-        bias = Tensor(np.zeros(channels, dtype=input.dtype)) if bias is None else bias
-        return BatchNormEval.apply(input, weight, bias, mean=mean, inv_std=inv_std)
-    mean = input.mean(dim=batch_dims, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n
-    _update_running(running_mean, mean.data.reshape(channels), momentum)
-    _update_running(running_var, var.data.reshape(channels) * count / (count - 1), momentum)  # unbiased
-    out = centered / sqrt(var + eps)
+        if fast.enabled():  # the same affine map, as one primitive (a missing weight is 1, a missing bias 0)
+            weight = np.ones(channels, dtype=input.dtype) if weight is None else weight
+            bias = np.zeros(channels, dtype=input.dtype) if bias is None else bias
+            return fast.BatchNormEvalOp.apply(input, weight, bias, mean=mean, inv_std=inv_std)
+        out = (input - Tensor(mean)) * Tensor(inv_std)
+    else:
+        mean = input.mean(dim=batch_dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dim=batch_dims, keepdim=True)  # biased: divides by n
+        _update_running(running_mean, mean.data.reshape(channels), momentum)
+        _update_running(running_var, var.data.reshape(channels) * count / (count - 1), momentum)  # unbiased
+        out = centered / sqrt(var + eps)
     if weight is not None:
         out = out * weight.reshape(stats_shape)
     if bias is not None:
         out = out + bias.reshape(stats_shape)
     return out
-
-
-class BatchNormEval(Function):
-    """Eval mode, where mean and var are constants: an affine map per channel,
-        y = x * scale + shift,   scale = weight * inv_std,   shift = bias - mean * scale,
-    inv_std = 1 / sqrt(var + eps) (computed as torch's CPU kernel does: two passes over x).
-        dx = g * scale,   dweight = sum(g * x_hat),   dbias = sum(g),   x_hat = (x - mean) * inv_std,
-    the sums over every axis except C. One primitive rather than the composite of the
-    training branch: the composite's eight small ops per layer cost more than the layer
-    itself for one image (measured: resnet18 at N=1). The backward is written in ops, so
-    derivatives of every order stay exact.
-
-    x: (N, C, ...)   weight, bias: (C,) Tensors   mean, inv_std: (1, C, 1, ...) arrays (constants)
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, *, mean, inv_std):
-        ctx.save_for_backward(mean, inv_std)
-        scale = weight.reshape(inv_std.shape) * inv_std
-        y = x * scale
-        y += bias.reshape(inv_std.shape) - mean * scale
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        mean, inv_std = ctx.saved
-        x, weight, _ = ctx.inputs
-        inv_std = Tensor(inv_std)
-        other_axes = (0,) + tuple(range(2, g.ndim))  # every axis except C
-        x_hat = (x - Tensor(mean)) * inv_std
-        return g * (weight.reshape(inv_std.shape) * inv_std), (g * x_hat).sum(dim=other_axes), g.sum(dim=other_axes)
 
 
 def _check_vector(values, name: str, channels: int) -> None:

@@ -1,6 +1,6 @@
 """Reductions: sum, mean, max over dimensions, and their adjoint, broadcast_to.
 
-`Sum` and `BroadcastTo` are each other's backward (summing is the adjoint of
+`SumOp` and `BroadcastToOp` are each other's backward (summing is the adjoint of
 copying), so gradients of any order stay exact.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def normalize_dims(dim, ndim: int, op: str) -> tuple:
     return tuple(sorted(out))
 
 
-class Sum(Function):
+class SumOp(Function):
     """y = sum of x over `dims`;  dx = g broadcast back to x's shape.
 
     x: any shape;  y: x's shape without `dims` (or with them as 1 if keepdim).
@@ -46,10 +46,10 @@ class Sum(Function):
         dims, keepdim = ctx.saved
         if not keepdim:
             g = g.reshape(_kept_shape(x.shape, dims))
-        return (BroadcastTo.apply(g, shape=x.shape),)
+        return (BroadcastToOp.apply(g, shape=x.shape),)
 
 
-class BroadcastTo(Function):
+class BroadcastToOp(Function):
     """y = x copied along axes of length 1 (and new leading axes) to `shape`;
     dx = g summed over those axes (the engine's unbroadcast does the sum)."""
 
@@ -62,7 +62,7 @@ class BroadcastTo(Function):
         return (g,)  # the engine sums g back to x's shape
 
 
-class Max(Function):
+class MaxOp(Function):
     """y = max of x over `dims`;  dx = g placed at the maximum.
 
     Ties, as in torch: over one `dim`, the gradient goes to the FIRST maximal
@@ -104,7 +104,7 @@ def _kept_shape(shape, dims):
 
 def sum(input, dim=None, keepdim: bool = False):
     input = as_tensor(input)
-    return Sum.apply(input, dims=normalize_dims(dim, input.ndim, "sum"), keepdim=keepdim)
+    return SumOp.apply(input, dims=normalize_dims(dim, input.ndim, "sum"), keepdim=keepdim)
 
 
 def mean(input, dim=None, keepdim: bool = False):
@@ -113,7 +113,7 @@ def mean(input, dim=None, keepdim: bool = False):
     count = int(np.prod([input.shape[d] for d in dims]))
     if count == 0:
         raise ValueError(f"mean: cannot average over an empty dimension (shape {input.shape}, dim {dim})")
-    return Sum.apply(input, dims=dims, keepdim=keepdim) / count
+    return SumOp.apply(input, dims=dims, keepdim=keepdim) / count
 
 
 def max(input, dim=None, keepdim: bool = False):
@@ -125,7 +125,7 @@ def max(input, dim=None, keepdim: bool = False):
     input = as_tensor(input)
     if input.numel() == 0:
         raise ValueError(f"max: the input (shape {input.shape}) is empty")
-    return Max.apply(input, dims=normalize_dims(dim, input.ndim, "max"), keepdim=keepdim)
+    return MaxOp.apply(input, dims=normalize_dims(dim, input.ndim, "max"), keepdim=keepdim)
 
 
 def broadcast_to(input, *shape):
@@ -141,4 +141,4 @@ def broadcast_to(input, *shape):
         raise ValueError(f"broadcast_to: shape {input.shape} cannot be expanded to {shape}") from None
     if input.shape == shape:
         return input
-    return BroadcastTo.apply(input, shape=shape)
+    return BroadcastToOp.apply(input, shape=shape)

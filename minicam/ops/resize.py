@@ -28,6 +28,7 @@ import numpy as np
 
 from minicam.autograd import Tensor, as_tensor
 from minicam.ops.linalg import matmul
+from minicam.ops.pool import bin_averaging_matrix
 
 MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 CUBIC_A = -0.75  # Keys (1981) cubic convolution kernel with a = -0.75, as in torch and OpenCV
@@ -59,9 +60,7 @@ def _built_matrix(in_size, out_size, mode, align_corners, scale):
     if mode in ("nearest", "nearest-exact"):
         matrix[rows, _nearest_source(in_size, out_size, scale, exact=mode == "nearest-exact")] = 1.0
     elif mode == "area":  # adaptive average pooling: output i averages input [floor(i*in/out), ceil((i+1)*in/out))
-        for i in rows:
-            start, end = (i * in_size) // out_size, -(-(i + 1) * in_size // out_size)
-            matrix[i, start:end] = 1.0 / (end - start)
+        matrix[...] = bin_averaging_matrix(in_size, out_size)
     elif mode == "bilinear":
         index, frac = _source_position(in_size, out_size, align_corners, scale, cubic=False)
         upper = np.minimum(index + 1, in_size - 1)  # the last pixel has no right neighbour
@@ -172,11 +171,11 @@ def _output_geometry(in_sizes, size, scale_factor, recompute_scale_factor):
     if size is not None:
         if recompute_scale_factor:
             raise ValueError("interpolate: recompute_scale_factor is not meaningful with an explicit size")
-        sizes = _two(size, "size")
+        sizes = _number_or_pair(size, "size")
         if not all(_is_int(s) and s >= 1 for s in sizes):
             raise ValueError(f"interpolate: size must hold positive integers, got {size}")
         return tuple(int(s) for s in sizes), (None, None)
-    scales = tuple(float(s) for s in _two(scale_factor, "scale_factor"))
+    scales = tuple(float(s) for s in _number_or_pair(scale_factor, "scale_factor"))
     if not all(math.isfinite(s) and s > 0 for s in scales):
         raise ValueError(f"interpolate: scale_factor must be positive and finite, got {scale_factor}")
     sizes = tuple(math.floor(n * s) for n, s in zip(in_sizes, scales))  # torch: int(n * s)
@@ -186,7 +185,9 @@ def _output_geometry(in_sizes, size, scale_factor, recompute_scale_factor):
     return sizes, ((None, None) if recompute_scale_factor else scales)
 
 
-def _two(value, name):
+def _number_or_pair(value, name):
+    """size or scale_factor as (for H, for W): one number or a pair. Not ops.as_pair, which takes
+    ints only: a scale factor is any positive number (the sizes are checked by the caller)."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"interpolate: {name} must be one number or a pair (for H and W), got {value}")

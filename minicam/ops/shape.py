@@ -10,7 +10,7 @@ import numpy as np
 from minicam.autograd import Function, Tensor, as_tensor
 
 
-class Reshape(Function):
+class ReshapeOp(Function):
     """y = x with a new shape (same elements, row-major);  dx = g reshaped back."""
 
     @staticmethod
@@ -20,10 +20,10 @@ class Reshape(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.inputs
-        return (Reshape.apply(g, shape=x.shape),)
+        return (ReshapeOp.apply(g, shape=x.shape),)
 
 
-class Permute(Function):
+class PermuteOp(Function):
     """y = x with its axes reordered by `dims`;  dx = g with the inverse order."""
 
     @staticmethod
@@ -34,10 +34,10 @@ class Permute(Function):
     @staticmethod
     def backward(ctx, g):
         (dims,) = ctx.saved
-        return (Permute.apply(g, dims=tuple(np.argsort(dims))),)
+        return (PermuteOp.apply(g, dims=tuple(np.argsort(dims))),)
 
 
-class Pad(Function):
+class PadOp(Function):
     """y = x with `widths` (one (before, after) pair per axis) filled with `value`;
     dx = g with the padding cropped off."""
 
@@ -50,10 +50,10 @@ class Pad(Function):
     def backward(ctx, g):
         (widths,) = ctx.saved
         crop = tuple(slice(before, g.shape[i] - after) for i, (before, after) in enumerate(widths))
-        return (Index.apply(g, index=crop),)
+        return (IndexOp.apply(g, index=crop),)
 
 
-class Index(Function):
+class IndexOp(Function):
     """y = x[index] (any NumPy index: slices, integers, integer arrays, masks);
     dx = zeros like x with g added at `index` (repeated positions add up)."""
 
@@ -66,11 +66,11 @@ class Index(Function):
     def backward(ctx, g):
         (x,) = ctx.inputs
         (index,) = ctx.saved
-        return (IndexAdd.apply(g, index=index, shape=x.shape),)
+        return (IndexAddOp.apply(g, index=index, shape=x.shape),)
 
 
-class IndexAdd(Function):
-    """y = zeros(shape) with x added at `index`: the adjoint of Index;  dx = g[index]."""
+class IndexAddOp(Function):
+    """y = zeros(shape) with x added at `index`: the adjoint of IndexOp;  dx = g[index]."""
 
     @staticmethod
     def forward(ctx, x, index, shape):
@@ -82,10 +82,10 @@ class IndexAdd(Function):
     @staticmethod
     def backward(ctx, g):
         (index,) = ctx.saved
-        return (Index.apply(g, index=index),)
+        return (IndexOp.apply(g, index=index),)
 
 
-class Concatenate(Function):
+class ConcatenateOp(Function):
     """y = the inputs joined along `dim`;  each dx = its slice of g."""
 
     @staticmethod
@@ -100,7 +100,7 @@ class Concatenate(Function):
         for x in ctx.inputs:
             index = [slice(None)] * g.ndim
             index[dim] = slice(start, start + x.shape[dim])
-            grads.append(Index.apply(g, index=tuple(index)))
+            grads.append(IndexOp.apply(g, index=tuple(index)))
             start += x.shape[dim]
         return tuple(grads)
 
@@ -124,7 +124,7 @@ def reshape(input, *shape):
         np.reshape(input.data, shape)  # a view for contiguous data: only the shape is checked
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {input.shape} ({input.numel()} elements) into {shape}") from None
-    return Reshape.apply(input, shape=shape)
+    return ReshapeOp.apply(input, shape=shape)
 
 
 def flatten(input, start_dim: int = 0, end_dim: int = -1):
@@ -137,7 +137,7 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1):
     shape = input.shape[:start] + (-1,) + input.shape[end + 1 :]
     if input.numel() == 0:
         shape = input.shape[:start] + (int(np.prod(input.shape[start : end + 1])),) + input.shape[end + 1 :]
-    return Reshape.apply(input, shape=shape)
+    return ReshapeOp.apply(input, shape=shape)
 
 
 def permute(input, *dims):
@@ -147,7 +147,7 @@ def permute(input, *dims):
     dims = tuple(_axis(d, input.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(input.ndim)):
         raise ValueError(f"permute: dims {dims} is not a reordering of the {input.ndim} axes of shape {input.shape}")
-    return Permute.apply(input, dims=dims)
+    return PermuteOp.apply(input, dims=dims)
 
 
 def transpose(input, dim0: int, dim1: int):
@@ -155,7 +155,7 @@ def transpose(input, dim0: int, dim1: int):
     dims = list(range(input.ndim))
     a, b = _axis(dim0, input.ndim, "transpose"), _axis(dim1, input.ndim, "transpose")
     dims[a], dims[b] = dims[b], dims[a]
-    return Permute.apply(input, dims=tuple(dims))
+    return PermuteOp.apply(input, dims=tuple(dims))
 
 
 def pad(input, pad, mode: str = "constant", value: float = 0.0):
@@ -172,7 +172,7 @@ def pad(input, pad, mode: str = "constant", value: float = 0.0):
     widths = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
         widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return Pad.apply(input, widths=tuple(widths), value=value)
+    return PadOp.apply(input, widths=tuple(widths), value=value)
 
 
 def index(input, index):
@@ -188,7 +188,7 @@ def index(input, index):
         input.data[index]
     except IndexError as error:
         raise IndexError(f"index: {error} (tensor shape {input.shape})") from None
-    return Index.apply(input, index=index)
+    return IndexOp.apply(input, index=index)
 
 
 def cat(tensors, dim: int = 0):
@@ -200,7 +200,7 @@ def cat(tensors, dim: int = 0):
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != dim):
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
-    return Concatenate.apply(*tensors, dim=dim)
+    return ConcatenateOp.apply(*tensors, dim=dim)
 
 
 concatenate = cat
@@ -215,4 +215,4 @@ def stack(tensors, dim: int = 0):
         raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
     dim = _axis(dim, tensors[0].ndim + 1, "stack")
     expanded = [reshape(t, t.shape[:dim] + (1,) + t.shape[dim:]) for t in tensors]
-    return Concatenate.apply(*expanded, dim=dim)
+    return ConcatenateOp.apply(*expanded, dim=dim)

@@ -25,7 +25,7 @@ from minicam.ops.elementwise import exp, to_dtype, where
 from minicam.ops.reduce import normalize_dims, sum
 
 
-class Softmax(Function):
+class SoftmaxOp(Function):
     """y_i = exp(x_i) / sum_j exp(x_j) along `axis`;  dx = y * (g - sum_j g_j y_j).
 
     (The Jacobian is diag(y) - y y^T, symmetric, so the VJP is this one line.)
@@ -42,11 +42,11 @@ class Softmax(Function):
     def backward(ctx, g):
         (x,) = ctx.inputs
         (axis,) = ctx.saved
-        y = Softmax.apply(x, axis=axis)  # recomputed as a Tensor, so this backward is differentiable
+        y = SoftmaxOp.apply(x, axis=axis)  # recomputed as a Tensor, so this backward is differentiable
         return (y * (g - sum(g * y, dim=axis, keepdim=True)),)
 
 
-class LogSoftmax(Function):
+class LogSoftmaxOp(Function):
     """y_i = x_i - log sum_j exp(x_j) along `axis`;  dx = g - softmax(x) * sum_j g_j.
 
     Computed as z_i - log sum_j exp(z_j) with z = x - max(x): never log(0) for
@@ -63,7 +63,7 @@ class LogSoftmax(Function):
     def backward(ctx, g):
         (x,) = ctx.inputs
         (axis,) = ctx.saved
-        probabilities = exp(LogSoftmax.apply(x, axis=axis))  # torch's exp(output), differentiable
+        probabilities = exp(LogSoftmaxOp.apply(x, axis=axis))  # torch's exp(output), differentiable
         return (g - probabilities * sum(g, dim=axis, keepdim=True),)
 
 
@@ -82,7 +82,7 @@ def softmax(input, dim: int):
     input = as_tensor(input)
     if input.ndim == 0:  # torch: the softmax of a single number is 1
         return softmax(input.reshape(1), dim).reshape(())
-    return Softmax.apply(input, axis=_axis(input, dim, "softmax"))
+    return SoftmaxOp.apply(input, axis=_axis(input, dim, "softmax"))
 
 
 def log_softmax(input, dim: int):
@@ -90,7 +90,7 @@ def log_softmax(input, dim: int):
     input = as_tensor(input)
     if input.ndim == 0:
         return log_softmax(input.reshape(1), dim).reshape(())
-    return LogSoftmax.apply(input, axis=_axis(input, dim, "log_softmax"))
+    return LogSoftmaxOp.apply(input, axis=_axis(input, dim, "log_softmax"))
 
 
 REDUCTIONS = ("none", "mean", "sum")

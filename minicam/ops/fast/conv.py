@@ -1,77 +1,87 @@
-"""The NumPy kernels under conv2d's three primitives (minicam.ops.conv), two ways.
+"""The fast convolution kernels: the forwards of Conv2dOp, ConvTranspose2dOp and ConvWeightOp, tuned.
 
-    conv(x, w, b, geometry)        y  = Conv2d's forward            (N, K, OH, OW)
-    conv_transpose(g, w, geometry) dx = ConvTranspose2d's forward   (N, C, H, W)
-    conv_weight(x, g, geometry)    dw = ConvWeight's forward        (K, C, kh, kw)
+    conv2d(x, w, b, geometry)            y  = Conv2dOp's forward            (N, K, OH, OW)
+    conv_transpose2d(g, w, geometry)     dx = ConvTranspose2dOp's forward   (N, C, H, W)
+    conv_weight(x, g, geometry)          dw = ConvWeightOp's forward        (K, C, kh, kw)
 
-All three are sums of matrix products, and the fastest way to lay them out depends on
-the shape, so there are two, chosen per call by `channels_last` (below):
+The same sums as the reading room (minicam/ops/conv.py: einsums over the windows of the
+padded input), laid out for speed. All three are sums of matrix products, and the fastest
+layout depends on the shape, so there are two, chosen per call by the Plan in use
+(minicam/ops/fast/plans.py holds its thresholds):
 
 1. Per kernel element (_Taps): for each kernel element (i, j), one product
    w[:, :, i, j] @ X_ij per image, where X_ij, the pixels that element reads for every
    output position, is a VIEW of the padded input (no copy; see _Taps). Nothing larger
    than the input is allocated, and the products are long when the maps are large.
+   With few input channels (an RGB image) the elements are stacked into columns instead
+   (see _Taps.grouping).
 2. Channels-last columns: the classic im2col, but with the channels innermost,
        columns[(n, oh, ow), (i, j, c)] = xp[n, c, oh*sh + i*dh, ow*sw + j*dw],
-   then ONE product columns @ W for a chunk of images (W: (kh*kw*C, K)). When the maps
-   are small (a ResNet's last stages: 7x7, 4x4), the per-image products of way 1 are tiny
-   (K x C times C x 16), and numpy's matmul runs them one image at a time on one core;
-   one large product over the whole batch runs on both cores near the matmul peak. The
-   copy into columns is fast only in runs of contiguous memory: channels-last makes each
-   run the C channels of one pixel, so it pays when a run is at least a cache line (64 bytes).
+   then ONE product columns @ W for a chunk of images (W: (kh*kw*C, K)).
 
-Measured (float32, N=32, the resnet18 of `python -m minicam bench`, ms forward / dx / dw):
-    C=128 4x4:  way 1  2.64 / 3.13 / 3.92    way 2  1.11 / 1.35 / 1.09
-    C=64  7x7:  way 1  1.86 / 2.15 / 2.56    way 2  1.13 / 1.31 / 0.95
-    C=16 28x28: way 1  2.40 / 3.00 / 1.60    way 2  6.38 / 6.46 / 5.79   (runs of 64 bytes, 14 MB of columns)
-    C=16 28x28, stride 2:  way 1  1.58 / 2.28 / 1.28    way 2  1.21 / 1.90 / 1.14   (way 1 splits
-                                                                          strided inputs into phases)
-so way 2 is used for maps of at most CHANNELS_LAST_MAX_PIXELS output pixels, and for strided
-convolutions, whose channel runs are at least CHANNELS_LAST_MIN_BYTES long. Both ways are
-tested against the composite (tests/test_fused_ops.py runs every case under each plan).
+Why two: on small maps (a ResNet's last stages: 7x7, 4x4) the products of way 1 are tiny
+(K x C times C x 16), and numpy's matmul runs them one image at a time on one core, while
+one large product over the batch runs on every core near the matmul peak; on large maps
+the columns of way 2 are kh*kw times the input, and copying them costs more than it saves.
+The copy into columns is fast only in runs of contiguous memory: channels-last makes each
+run the C channels of one pixel, so way 2 is used only when those fill a cache line.
+`python -m minicam bench` measures the result. tests/test_fast_wing.py runs every case under
+plans that force each layout and checks it against the reading room.
+
+`geometry` is the reading room's Geometry (minicam/ops/im2col.py), read by its field names
+only: the fast wing imports nothing from the reading room (the reading room imports it).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from minicam.ops.im2col import Geometry
-
-# When to use channels-last columns (way 2; tests/test_fused_ops.py changes these to test both ways).
-CHANNELS_LAST_MAX_PIXELS = 64      # output maps of at most 8x8 ...
-CHANNELS_LAST_STRIDED = True       # ... or strided convolutions ...
-CHANNELS_LAST_MIN_BYTES = 64       # ... whose C channels fill at least one cache line
-CHANNELS_LAST_CHUNK_BYTES = 2**22  # columns for this many bytes of images at a time (memory stays small)
-
-# When way 1 stacks the elements into columns (see _Taps.plan; the tests change these too).
-FEW_CHANNELS = 8        # fewer input channels than this: columns in the forward pass ...
-MANY_ELEMENTS = 9       # ... and in the backward passes too if the kernel has more elements (larger than 3x3)
-COLUMN_BYTES = 2**20    # the size of one chunk of columns (measured: 256 KiB to 4 MiB are within 10%)
+from minicam.ops.fast.plans import current_plan
 
 
-def channels_last(channels, geometry, dtype) -> bool:
-    """Whether to use channels-last columns (way 2) for this convolution (see the module docstring)."""
-    OH, OW = geometry.output_size
-    small = OH * OW <= CHANNELS_LAST_MAX_PIXELS
-    strided = CHANNELS_LAST_STRIDED and geometry.stride != (1, 1)
-    return (small or strided) and channels * np.dtype(dtype).itemsize >= CHANNELS_LAST_MIN_BYTES
-
-
-def conv(x, w, b, geometry):
+def conv2d(x, w, b, geometry):
     """y[n, k, oh, ow] = b[k] + sum_{c,i,j} w[k,c,i,j] xp[n, c, oh*sh + i*dh, ow*sw + j*dw]."""
-    if channels_last(x.shape[1], geometry, x.dtype):
-        return _columns_conv(x, w, b, geometry)
-    return _taps_conv(x, w, b, geometry)
+    return _conv(x, w, b, geometry, current_plan())
 
 
-def conv_transpose(g, w, geometry):
+def conv_transpose2d(g, w, geometry):
     """dx: every g[n, k, oh, ow] sent back through w[k, :, i, j] to the pixel element (i, j) read."""
+    plan = current_plan()
     as_convolution = _transposed_geometry(geometry)
     if as_convolution is not None:  # stride 1: dx is a convolution of g with the flipped kernel
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, kh, kw)
-        return conv(g, flipped, None, as_convolution)
-    if channels_last(w.shape[1], geometry, g.dtype):
-        return _columns_conv_transpose(g, w, geometry)
-    return _taps_conv_transpose(g, w, geometry)
+        return _conv(g, flipped, None, as_convolution, plan)
+    if channels_last(w.shape[1], geometry, g.dtype, plan):
+        return _columns_conv_transpose(g, w, geometry, plan)
+    return _taps_conv_transpose(g, w, geometry, plan)
+
+
+def conv_weight(x, g, geometry):
+    """dw[k, c, i, j] = sum_{n, oh, ow} g[n, k, oh, ow] xp[n, c, oh*sh + i*dh, ow*sw + j*dw]."""
+    plan = current_plan()
+    if channels_last(x.shape[1], geometry, x.dtype, plan):
+        return _columns_conv_weight(x, g, geometry, plan)
+    return _taps_conv_weight(x, g, geometry, plan)
+
+
+def channels_last(channels, geometry, dtype, plan) -> bool:
+    """Whether to use channels-last columns (way 2): for small maps, and for strided convolutions
+    (which way 1 must first sort into phases), when one pixel's C channels fill a cache line."""
+    OH, OW = geometry.output_size
+    small = OH * OW <= plan.channels_last_max_pixels
+    strided = plan.channels_last_strided and geometry.stride != (1, 1)
+    return (small or strided) and channels * np.dtype(dtype).itemsize >= plan.channels_last_min_bytes
+
+
+def stacks_elements(channels, kernel_elements, plan, forward) -> bool:
+    """Whether way 1 stacks the kernel elements into columns (see _Taps.grouping): with few input
+    channels, in the forward pass always, in the backward passes only for large kernels."""
+    return channels < plan.few_channels and (forward or kernel_elements > plan.many_elements)
+
+
+def _conv(x, w, b, geometry, plan):
+    if channels_last(x.shape[1], geometry, x.dtype, plan):
+        return _columns_conv(x, w, b, geometry, plan)
+    return _taps_conv(x, w, b, geometry, plan)
 
 
 def _transposed_geometry(geometry):
@@ -80,23 +90,16 @@ def _transposed_geometry(geometry):
     dx[n, c, r, s] = sum_{k,i,j} w[k, c, i, j] g[n, k, r + top - i*dh, s + left - j*dw]. With
     i' = kh-1-i this is a correlation of g, padded by dh*(kh-1) - top above (and likewise on the
     other sides), with w'[c, k, i', j'] = w[k, c, kh-1-i', kw-1-j']: a forward convolution, which
-    reads the views of way 1 instead of adding into them (measured 1.4-1.6x faster than the
-    scatter for the 3x3 convolutions of the benchmark nets). A padding wider than the window
-    span would make the new padding negative: those keep the scatter.
+    reads the views of way 1 instead of adding into them (reading is faster than scattering). A
+    padding wider than the window span would make the new padding negative: those keep the scatter.
     """
     (kh, kw), (dh, dw), (top, bottom, left, right) = geometry.kernel_size, geometry.dilation, geometry.padding
     span_h, span_w = dh * (kh - 1), dw * (kw - 1)
     if geometry.stride != (1, 1) or max(top, bottom) > span_h or max(left, right) > span_w:
         return None
     padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
-    return Geometry(geometry.output_size, geometry.kernel_size, (1, 1), geometry.dilation, padding, geometry.input_size)
-
-
-def conv_weight(x, g, geometry):
-    """dw[k, c, i, j] = sum_{n, oh, ow} g[n, k, oh, ow] xp[n, c, oh*sh + i*dh, ow*sw + j*dw]."""
-    if channels_last(x.shape[1], geometry, x.dtype):
-        return _columns_conv_weight(x, g, geometry)
-    return _taps_conv_weight(x, g, geometry)
+    return geometry._replace(input_size=geometry.output_size, stride=(1, 1), padding=padding,
+                             output_size=geometry.input_size)
 
 
 # ----------------------------------------------------------------------------
@@ -180,37 +183,37 @@ class _Taps:
         return y.reshape(y.shape[0], y.shape[1], self.OH, self.Wq)[..., : self.OW]
 
     # --- grouping kernel elements -------------------------------------------------
-    def plan(self, batch, forward=False):
+    def grouping(self, batch, plan, forward=False):
         """(images per chunk, kernel elements per product).
 
         Usually one product per kernel element for the whole batch: every X_ij is a view,
-        nothing is copied. But with few input channels (an RGB image) a product of inner
-        dimension C is a poor use of the matrix multiply. Then stack the kh*kw views of a
-        chunk of images into columns (C*kh*kw, L) per image (im2col; about COLUMN_BYTES per
-        chunk, so that they stay in the cache) and do one product per chunk:
+        nothing is copied. But with fewer input channels than plan.few_channels (an RGB
+        image) a product of inner dimension C is a poor use of the matrix multiply. Then
+        stack the kh*kw views of a chunk of images into columns (C*kh*kw, L) per image
+        (im2col; about plan.column_bytes per chunk, so that they stay in the cache) and do
+        one product per chunk:
           - always in the forward pass: fewer, longer products, and the very sums of the
-            composite (one dot product of length C*kh*kw per output), so even the float32
-            rounding is the composite's (adding kh*kw rounded partial sums roughly doubles it);
-          - in the backward passes only for large kernels (a ResNet stem, 3 channels, 7x7):
-            there the kh*kw partial results cost more to add up than the columns to copy,
-            while for 3x3 the products per element were measured faster.
+            reading room (one dot product of length C*kh*kw per output), so even the float32
+            rounding is the reading room's (adding kh*kw rounded partial sums roughly doubles it);
+          - in the backward passes only for kernels of more than plan.many_elements elements
+            (a ResNet stem, 3 channels, 7x7): there the kh*kw partial results cost more to add
+            up than the columns to copy, while for 3x3 the products per element are faster.
         """
-        few_channels = self.channels < FEW_CHANNELS
-        if not few_channels or (not forward and len(self.elements) <= MANY_ELEMENTS):
+        if not stacks_elements(self.channels, len(self.elements), plan, forward):
             return batch, 1
         per_image = self.channels * len(self.elements) * self.L * np.dtype(self.dtype).itemsize
-        return max(1, min(batch, COLUMN_BYTES // per_image)), len(self.elements)
+        return max(1, min(batch, plan.column_bytes // per_image)), len(self.elements)
 
     def groups(self, per_group):
         """The kernel elements in groups of per_group (1, or all of them), row-major."""
         return [self.elements[start : start + per_group] for start in range(0, len(self.elements), per_group)]
 
-    def spans(self, images, per_group):
+    def spans(self, images, per_group, plan):
         """Slices of the L output positions whose stacked columns (`images` images) take at most
-        about COLUMN_BYTES: all of L unless one image's columns alone are larger (a ResNet stem's
-        7x7 kernel on a large image), so that memory stays bounded even for one image."""
+        about plan.column_bytes: all of L unless one image's columns alone are larger (a ResNet
+        stem's 7x7 kernel on a large image), so that memory stays bounded even for one image."""
         per_position = images * self.channels * per_group * np.dtype(self.dtype).itemsize
-        width = max(16, COLUMN_BYTES // per_position)
+        width = max(16, plan.column_bytes // per_position)
         return [slice(start, min(start + width, self.L)) for start in range(0, self.L, width)]
 
     def stack(self, buffer, group, span=slice(None)):
@@ -257,18 +260,18 @@ def _chunks(batch, per_chunk):
     return [slice(start, min(start + per_chunk, batch)) for start in range(0, batch, per_chunk)]
 
 
-def _taps_conv(x, w, b, geometry):
+def _taps_conv(x, w, b, geometry, plan):
     """y = sum over groups of kernel elements of W_group @ X_group (+ b): (N, K, OH, OW)."""
     N, C, K = x.shape[0], x.shape[1], w.shape[0]
     taps = _Taps(geometry, C, x.dtype)
-    per_chunk, per_group = taps.plan(N, forward=True)
+    per_chunk, per_group = taps.grouping(N, plan, forward=True)
     groups, weights = taps.groups(per_group), _group_weights(w, per_group)
     y = np.empty((N, K) + geometry.output_size, dtype=x.dtype)
     for images in _chunks(N, per_chunk):
         buffer = taps.fill(x[images])
         if per_group > 1:  # every element stacked into columns: one product per span of L
             total = np.empty((len(buffer), K, taps.L), dtype=x.dtype)
-            for span in taps.spans(len(buffer), per_group):
+            for span in taps.spans(len(buffer), per_group, plan):
                 np.matmul(weights[0], taps.stack(buffer, groups[0], span), out=total[..., span])
         else:  # one product per element, added up
             total = np.matmul(weights[0], taps.stack(buffer, groups[0]))
@@ -282,11 +285,11 @@ def _taps_conv(x, w, b, geometry):
     return y
 
 
-def _taps_conv_weight(x, g, geometry):
+def _taps_conv_weight(x, g, geometry, plan):
     """dw[:, :, group] = sum_n G[n] @ X_group[n]^T: (K, C, kh, kw)."""
     N, C, K = x.shape[0], x.shape[1], g.shape[1]
     taps = _Taps(geometry, C, x.dtype)
-    per_chunk, per_group = taps.plan(N)
+    per_chunk, per_group = taps.grouping(N, plan)
     groups = taps.groups(per_group)
     dw = np.zeros((len(groups), K, C * per_group), dtype=x.dtype)  # grouped like _group_weights
     for images in _chunks(N, per_chunk):
@@ -297,11 +300,11 @@ def _taps_conv_weight(x, g, geometry):
     return _ungroup_weights(dw, (K, C) + geometry.kernel_size)
 
 
-def _taps_conv_transpose(g, w, geometry):
+def _taps_conv_transpose(g, w, geometry, plan):
     """dx: each kernel element sends W_group^T @ G back to the pixels its view read; crop: (N, C, H, W)."""
     N, K, C = g.shape[0], g.shape[1], w.shape[1]
     taps = _Taps(geometry, C, g.dtype)
-    per_chunk, per_group = taps.plan(N)
+    per_chunk, per_group = taps.grouping(N, plan)
     groups = taps.groups(per_group)
     weights = _group_weights(w, per_group).transpose(0, 2, 1)  # (groups, C*per_group, K), transposed views
     dx = np.empty((N, C) + geometry.input_size, dtype=g.dtype)
@@ -355,20 +358,20 @@ def _channels_last_weights(w):
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(K, kh * kw * C).T
 
 
-def _image_chunks(batch, geometry, channels, dtype):
-    """Slices of the batch whose columns take about CHANNELS_LAST_CHUNK_BYTES."""
+def _image_chunks(batch, geometry, channels, dtype, plan):
+    """Slices of the batch whose columns take about plan.channels_last_chunk_bytes (memory stays small)."""
     (kh, kw), (OH, OW) = geometry.kernel_size, geometry.output_size
     per_image = OH * OW * kh * kw * channels * np.dtype(dtype).itemsize
-    return _chunks(batch, max(1, CHANNELS_LAST_CHUNK_BYTES // per_image))
+    return _chunks(batch, max(1, plan.channels_last_chunk_bytes // per_image))
 
 
-def _columns_conv(x, w, b, geometry):
+def _columns_conv(x, w, b, geometry, plan):
     """y = columns @ W (+ b), per chunk of images, back to (N, K, OH, OW)."""
     N, C, K = x.shape[0], x.shape[1], w.shape[0]
     OH, OW = geometry.output_size
     weights = _channels_last_weights(w)
     y = np.empty((N, K, OH, OW), dtype=x.dtype)
-    for images in _image_chunks(N, geometry, C, x.dtype):
+    for images in _image_chunks(N, geometry, C, x.dtype, plan):
         n = images.stop - images.start
         product = (_channels_last_columns(x[images], geometry) @ weights).reshape(n, OH, OW, K)
         if b is None:
@@ -378,25 +381,25 @@ def _columns_conv(x, w, b, geometry):
     return y
 
 
-def _columns_conv_weight(x, g, geometry):
+def _columns_conv_weight(x, g, geometry, plan):
     """dw = sum over chunks of columns^T @ G, G[(n, oh, ow), k] = g[n, k, oh, ow]."""
     N, C, K = x.shape[0], x.shape[1], g.shape[1]
     kh, kw = geometry.kernel_size
     dw = np.zeros((kh * kw * C, K), dtype=x.dtype)  # rows (i, j, c), as _channels_last_weights
-    for images in _image_chunks(N, geometry, C, x.dtype):
+    for images in _image_chunks(N, geometry, C, x.dtype, plan):
         G = g[images].transpose(0, 2, 3, 1).reshape(-1, K)  # (n*OH*OW, K)
         dw += _channels_last_columns(x[images], geometry).T @ G
     return np.ascontiguousarray(dw.reshape(kh, kw, C, K).transpose(3, 2, 0, 1))
 
 
-def _columns_conv_transpose(g, w, geometry):
+def _columns_conv_transpose(g, w, geometry, plan):
     """dx: columns' gradient G @ W^T, each kernel element's part added back where it was read, cropped."""
     N, K, C = g.shape[0], g.shape[1], w.shape[1]
     (kh, kw), (OH, OW), (H, W) = geometry.kernel_size, geometry.output_size, geometry.input_size
     (Hp, Wp), (top, _, left, _) = geometry.padded_size, geometry.padding
     weights_t = np.ascontiguousarray(_channels_last_weights(w).T)  # (K, kh*kw*C)
     dx = np.empty((N, C, H, W), dtype=g.dtype)
-    for images in _image_chunks(N, geometry, C, g.dtype):
+    for images in _image_chunks(N, geometry, C, g.dtype, plan):
         n = images.stop - images.start
         G = g[images].transpose(0, 2, 3, 1).reshape(-1, K)
         columns = (G @ weights_t).reshape(n, OH, OW, kh * kw, C)
