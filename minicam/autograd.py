@@ -100,6 +100,11 @@ def to_float_array(data, dtype=None, what: str = "Tensor data") -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
     array = np.asarray(data)
+    if array.dtype.kind not in "biuf":  # None in an object array would become NaN, a string an error later
+        raise TypeError(
+            f"{what}: arrays of dtype {array.dtype} are not supported (only numbers: a None or a string is not "
+            "one); convert to np.float32 or np.float64 first (e.g. x.astype(np.float64))"
+        )
     if dtype is not None:
         return array.astype(float_dtype(dtype, what), copy=False)
     if array.dtype in FLOAT_DTYPES:
@@ -554,7 +559,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, allow_u
     """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):  # one vector, not a list of them
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     grad_outputs = list(grad_outputs)
     if len(grad_outputs) != len(outputs):

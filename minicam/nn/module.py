@@ -5,6 +5,7 @@ See minicam/nn/__init__.py for what differs from torch, on purpose.
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -315,6 +316,9 @@ class Module:
         mismatches (always) are reported together, and then nothing is copied.
         Returns (missing_keys, unexpected_keys) like torch.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays (model.state_dict(), or a torch "
+                            f"state_dict converted with minicam.interop), got a {type(state_dict).__name__}")
         targets = OrderedDict()  # key -> the array to copy into
         optional = set()  # keys an older state_dict may lack (BatchNorm's num_batches_tracked)
         for key, owner, name in self._state_entries():
