@@ -287,7 +287,15 @@ WEIGHTS_FILE = "lesson_cnn.npz"
 def load_weights(model, path) -> None:
     """Load an .npz state_dict into `model` (no pickle: allow_pickle=False). The entry
     minicam.files.MARK_KEY is the mark of a file minicam wrote, not a weight."""
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:  # NumPy's own message would suggest allow_pickle=True: never
+        raise ValueError(f"{path} is not a weights file minicam can read: expected an .npz archive of named arrays "
+                         "(np.savez(path, **model.state_dict())), which is loaded without pickle") from error
+    if isinstance(archive, np.ndarray):
+        raise ValueError(f"{path} holds one array of shape {archive.shape}, not named weights: expected an .npz "
+                         "archive of a state_dict (np.savez(path, **model.state_dict()))")
+    with archive:
         model.load_state_dict({key: archive[key] for key in archive.files if key != files.MARK_KEY})
 
 

@@ -153,6 +153,9 @@ def _arguments(input, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"{op}: weight must be 4-D (K, C, kh, kw), got shape {weight.shape}")
     N, C, H, W = x.shape
     K, weight_channels, kh, kw = weight.shape
+    if min(weight.shape) == 0:
+        raise ValueError(f"{op}: the weight (K, C, kh, kw) = {weight.shape} has a dimension of size 0; a convolution "
+                         "needs at least one filter, one channel and a kernel of at least 1 x 1")
     if C != weight_channels:
         raise ValueError(
             f"{op}: the input has C = {C} channels (shape {tuple(input.shape)}) but the weight "
