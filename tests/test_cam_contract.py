@@ -125,3 +125,21 @@ def test_a_score_that_does_not_depend_on_the_input_gives_zero_maps():
             continue
         maps = run(method, model, x, "relu2", [0, 1, 2])
         assert np.all(maps == 0), method
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_bad_input_gets_a_clear_error_and_leaves_no_hook(method):
+    model, x = build("gap")
+    takes_a_layer, takes_a_class = method != "guided-backprop", method != "eigencam"
+    with pytest.raises(ValueError, match=r"must be a batch of images of shape \(N, C, H, W\); got shape \(3, 8, 8\)"):
+        run(method, model, x[0], "relu2", None)
+    for bad, kind in ((np.inf, "infinite"), (np.nan, "NaN")):
+        with pytest.raises(NonFiniteError, match=f"x holds 576 {kind} values"):
+            run(method, model, np.full_like(x, bad), "relu2", None)
+    if takes_a_layer:
+        with pytest.raises(KeyError, match="no layer named 'conv9' in Sequential; valid names: 'conv1'"):
+            run(method, model, x, "conv9", None)
+    if takes_a_class:
+        with pytest.raises(ValueError, match=r"target class 7 is out of range: the model has 3 classes \(0 to 2\)"):
+            run(method, model, x, "relu2", 7)
+    assert all(len(m.forward_hooks) == 0 for m in model.modules())

@@ -18,7 +18,6 @@ from minicam import nn
 from minicam.autograd import Tensor, grad
 from minicam.cam.eigen import eigencam, eigengradcam, first_component_map, orient
 from minicam.cam.explain import explain
-from minicam.errors import NonFiniteError
 from minicam.cam.guided import guided_backprop, guided_gradcam, guided_gradients
 
 torch = require_torch()
@@ -312,23 +311,6 @@ def test_hooks_are_removed_when_the_guided_pass_fails():
     model, x = setup("gap")
     with pytest.raises(ValueError, match="out of range"):
         guided_gradients(model, x, 7)
-    assert no_hooks_left(model)
-
-
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_bad_input_raises_clear_errors(method):
-    model, x = setup("gap")
-    f = METHODS[method]
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        f(model, x[0], "relu2")
-    with pytest.raises(NonFiniteError, match="x holds 576 infinite values"):
-        f(model, np.full_like(x, np.inf), "relu2")
-    if method != "guided-backprop":  # guided backpropagation takes no layer
-        with pytest.raises(KeyError, match="no layer named 'conv9'"):
-            f(model, x, "conv9")
-    if method != "eigencam":  # Eigen-CAM takes no class
-        with pytest.raises(ValueError, match="out of range"):
-            f(model, x, "relu2", 7)
     assert no_hooks_left(model)
 
 
