@@ -9,11 +9,12 @@ weights.npz, in float64 and eval mode.
                      library returns); Grad-CAM++ with pytorch-grad-cam's formula (eps 1e-6)
   run_captum(DIR)    captum 0.9: LayerGradCam (relu_attributions=True -> raw; False, upsampled
                      by LayerAttribution.interpolate -> captum), GuidedBackprop, GuidedGradCam
-  run_torchcam(DIR)  torchcam 0.5: CAM, GradCAM, GradCAMpp, XGradCAM, LayerCAM, ScoreCAM;
+  run_torchcam(DIR)  torchcam 0.5: CAM, GradCAM, GradCAMpp, XGradCAM, LayerCAM, ScoreCAM, ISCAM;
                      normalized=False -> raw; normalized=True, upsampled bilinearly
                      (align_corners=False, as its fuse_cams) -> torchcam.
-                     SmoothGradCAMpp is not run: it draws its own noise, which cannot be set
-                     to the exported noise, so its maps cannot be compared number by number.
+                     SmoothGradCAMpp and SSCAM are not run: they draw their own noise, which cannot
+                     be set to the exported noise, so their maps cannot be compared number by number
+                     here (tests/test_peers_parity.py replays torch's generator instead).
   write_results(DIR) all of them -> DIR/results-<name>.npz
 
     python -m minicam.conformance.adapters DIR      (export first: python -m minicam export-cases DIR)
@@ -179,7 +180,7 @@ def run_captum(folder) -> dict:
 
 TORCHCAM_METHODS = OrderedDict([
     ("cam", "CAM"), ("gradcam", "GradCAM"), ("gradcam++", "GradCAMpp"), ("xgradcam", "XGradCAM"),
-    ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"),
+    ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"), ("iscam", "ISCAM"),
 ])
 
 
@@ -199,7 +200,7 @@ def run_torchcam(folder) -> dict:
             for normalized, stage in ((False, "raw"), (True, "torchcam")):
                 options = {"fc_layer": linear} if method == "cam" else {}
                 with extractor_class(net, case["layer"], input_shape=tuple(x.shape[1:]), **options) as extractor:
-                    if method in ("cam", "scorecam"):
+                    if method in ("cam", "scorecam", "iscam"):
                         with torch.no_grad():
                             net(x)  # the hooks keep the activations (and, for Score-CAM, the input)
                         maps = extractor(class_idx=case["targets"], normalized=normalized)
