@@ -111,7 +111,7 @@ TORCHCAM_OPTIONS = {
     "sscam": {**TORCHCAM_SCORE_OPTIONS, "n_samples": 35, "noise_std": 2.0},
     "iscam": {**TORCHCAM_SCORE_OPTIONS, "n_samples": 10, "coefficients": "torchcam"},
 }
-CAPTUM_OPTIONS = {"guided-gradcam": {"interpolation": "nearest", "normalize": False}}
+CAPTUM_OPTIONS = {"guided-gradcam": {"gradcam_interpolation": "nearest", "normalize_gradcam": False}}
 TF_KERAS_VIS_OPTIONS = {
     "gradcam++": {"exp_score": True, "keep": "g != 0", "renormalise": "all"},
     "scorecam": {"score": "softmax", "channel_softmax": False, "baseline": None, "mask_interpolation": "bilinear-corners",

@@ -119,7 +119,17 @@ def kpcacam_map(A, *, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=
 
 def kernel_component_map(activations, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=True):
     """(K, h, w) -> (h, w): sqrt(lambda_1) v_1 of the centred kernel matrix of the positions."""
-    O, shape = _positions(activations, center)
+    centred, _ = centred_kernel(activations, kernel, gamma, coef0, degree, center)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred)
+    first = eigenvectors[:, -1]  # eigh sorts ascending: the largest eigenvalue is the last
+    shape = activations.shape[1:]
+    return (orient(first, by_sum=False) * np.sqrt(max(eigenvalues[-1], 0))).reshape(shape).astype(activations.dtype)
+
+
+def centred_kernel(activations, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=True):
+    """(Kc, K): the kernel matrix K (n, n) of the n = h*w positions of (K, h, w) activations, and Kc,
+    K centred in feature space, (I - 1/n) K (I - 1/n)."""
+    O, _ = _positions(activations, center)
     gamma = 1.0 / O.shape[1] if gamma is None else gamma
     products = O @ O.T
     if kernel == "sigmoid":
@@ -133,9 +143,7 @@ def kernel_component_map(activations, kernel="sigmoid", gamma=None, coef0=1.0, d
         gram = products
     n = len(gram)
     centring = np.eye(n, dtype=gram.dtype) - gram.dtype.type(1.0 / n)
-    eigenvalues, eigenvectors = np.linalg.eigh(centring @ gram @ centring)
-    first = eigenvectors[:, -1]  # eigh sorts ascending: the largest eigenvalue is the last
-    return (orient(first, by_sum=False) * np.sqrt(max(eigenvalues[-1], 0))).reshape(shape).astype(activations.dtype)
+    return centring @ gram @ centring, gram
 
 
 def kpcacam(model, x, layer, target=None, *, score="logit", kernel="sigmoid", gamma=None, coef0=1.0, degree=3,

@@ -170,7 +170,15 @@ def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, eps=None, denomina
             alpha = derivative_powers(g)[1] if powers is None else powers[1]
         if renormalise is not None:
             alpha = renormalise_like_the_authors(alpha, g, over=renormalise)
-    weights = np.sum(alpha * positive(first), axis=(2, 3))  # eq. 9
+    with np.errstate(over="ignore", invalid="ignore"):
+        weights = np.sum(alpha * positive(first), axis=(2, 3))  # eq. 9
+    if exp_scores is not None and not np.all(np.isfinite(weights)):
+        image = int(np.argmin(np.all(np.isfinite(weights), axis=1)))
+        raise NonFiniteError(
+            f"with exp_score=True the derivatives exp(S) g^p overflow {A.dtype.name} for image {image} (logit S = "
+            f"{float(exp_scores[image]):.6g}): 2 exp(S) g^2 + exp(S) g^3 sum(A) is not finite, and tf-keras-vis "
+            "0.8.7 returns a NaN map here. exp(S) only scales each image's map: use exp_score=False, or compute "
+            "in float64")
     return final_relu(weighted_sum(weights, A), relu)
 
 

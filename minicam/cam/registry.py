@@ -128,7 +128,8 @@ _RECORDS = (
            "Selvaraju et al. 2017 (Guided Grad-CAM)",
            "guided backpropagation (N, C, H, W) times Grad-CAM (with ReLU) upsampled bilinearly (half-pixel) to "
            "the input size and min-max normalised per image, then max over colour channels of |value|",
-           'channel_reduction="max-abs" or "sum"'),
+           'channel_reduction="max-abs" or "sum"; gradcam_interpolation="nearest" and normalize_gradcam=False '
+           "(captum's GuidedGradCam)"),
 )
 
 REGISTRY = {method.name: method for method in _RECORDS}

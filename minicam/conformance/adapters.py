@@ -20,7 +20,8 @@ weights.npz, in float64 and eval mode.
     python -m minicam.conformance.adapters DIR      (export first: python -m minicam export-cases DIR)
 
 Maps come back as float64 NumPy arrays (N, h, w) or (N, H, W), keyed "<case>/<method>/<stage>".
-torch is imported inside the functions, so importing this module never needs it.
+torch (and keras, for keras_net) is imported inside the functions, so importing this module
+never needs them.
 """
 from __future__ import annotations
 
@@ -69,6 +70,65 @@ def torch_net(layers, weights):
     net = torch.nn.Sequential(modules).double()  # float64 BEFORE loading: loading into float32 would round
     net.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in weights.items()})
     return net.eval()
+
+
+def keras_net(layers, weights, input_shape, dtype="float64"):
+    """The same net as a Keras 3 model (channels-last, as Keras computes), weights converted, for
+    tf-keras-vis: it takes images (N, H, W, C) and gives the same logits as torch_net on (N, C, H, W).
+
+    Each layer keeps its exported name (a torch padding becomes a ZeroPadding2D called
+    "<name>_pad" before it), so a layer's output is found by the same name. Conversions:
+    Conv2d (K, C, kh, kw) -> kernel (kh, kw, C, K); Linear (out, in) -> Dense kernel (in, out);
+    BatchNorm2d -> BatchNormalization with the running statistics and torch's eps; a Flatten of
+    feature maps first permutes them back to (C, H, W) so that the Linear's columns line up.
+    input_shape: one image's (C, H, W), as the case's x.shape[1:].
+    """
+    import keras
+
+    state = {key: np.asarray(value) for key, value in weights.items()}
+    channels, height, width = input_shape
+    x = inputs = keras.Input(shape=(height, width, channels), dtype=dtype)
+    four_d = True
+    for layer in layers:
+        name, kind, args = layer["name"], layer["type"], layer["args"]
+        if kind == "Conv2d":
+            if args.get("groups", 1) != 1:
+                raise NotImplementedError(f"keras_net: layer {name!r} has groups={args['groups']}")
+            if any(args["padding"]):
+                x = keras.layers.ZeroPadding2D(tuple(args["padding"]), name=f"{name}_pad", dtype=dtype)(x)
+            conv = keras.layers.Conv2D(args["out_channels"], tuple(args["kernel_size"]), strides=tuple(args["stride"]),
+                                       dilation_rate=tuple(args["dilation"]), use_bias=args["bias"], name=name,
+                                       dtype=dtype)
+            x = conv(x)
+            kernel = [state[f"{name}.weight"].transpose(2, 3, 1, 0)]
+            conv.set_weights(kernel + ([state[f"{name}.bias"]] if args["bias"] else []))
+        elif kind == "Linear":
+            dense = keras.layers.Dense(args["out_features"], use_bias=args["bias"], name=name, dtype=dtype)
+            x = dense(x)
+            dense.set_weights([state[f"{name}.weight"].T] + ([state[f"{name}.bias"]] if args["bias"] else []))
+        elif kind == "BatchNorm2d":
+            norm = keras.layers.BatchNormalization(epsilon=args["eps"], name=name, dtype=dtype)
+            x = norm(x)
+            norm.set_weights([state[f"{name}.{key}"] for key in ("weight", "bias", "running_mean", "running_var")])
+        elif kind == "ReLU":
+            x = keras.layers.ReLU(name=name, dtype=dtype)(x)
+        elif kind == "MaxPool2d":
+            if any(np.atleast_1d(args["padding"])) or any(np.atleast_1d(args["dilation"]) != 1) or args["ceil_mode"]:
+                raise NotImplementedError(f"keras_net: layer {name!r} pads, dilates or rounds up")
+            kernel = tuple(np.broadcast_to(args["kernel_size"], 2))
+            stride = tuple(np.broadcast_to(args["stride"] or args["kernel_size"], 2))
+            x = keras.layers.MaxPooling2D(kernel, strides=stride, name=name, dtype=dtype)(x)
+        elif kind == "AdaptiveAvgPool2d":
+            if tuple(np.broadcast_to(args["output_size"], 2)) != (1, 1):
+                raise NotImplementedError(f"keras_net: layer {name!r} pools to {args['output_size']}, not 1 x 1")
+            x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name, dtype=dtype)(x)
+        elif kind == "Flatten":
+            x = keras.layers.Permute((3, 1, 2), name=f"{name}_to_chw", dtype=dtype)(x) if four_d else x
+            x = keras.layers.Flatten(name=name, dtype=dtype)(x)
+        else:
+            raise NotImplementedError(f"keras_net: no Keras layer for {kind} ({name!r})")
+        four_d = len(x.shape) == 4
+    return keras.Model(inputs, x)
 
 
 def _upsample(maps, size, align_corners=False):
