@@ -42,7 +42,7 @@ import numpy as np
 
 from minicam.autograd import Tensor, no_grad
 from minicam.cam.capture import capture, checked_images, class_scores, output_with_layer_output, overflow_fix
-from minicam.cam.maps import final_relu, weighted_sum
+from minicam.cam.maps import final_relu, require_choice, weighted_sum
 from minicam.errors import require_finite
 
 SCORES = ("logit", "softmax")
@@ -70,10 +70,8 @@ def ablationcam(model, x, layer, target=None, *, score="logit", ablation_value=0
         raise ValueError(f"ablation_value must be a number or 'pytorch-grad-cam', not {ablation_value!r}")
     if not peer_rule and not np.isfinite(ablation_value):
         raise ValueError(f"ablation_value must be a finite number, got {ablation_value!r}")
-    if divide_by not in DIVISORS:
-        raise ValueError(f"divide_by must be one of {DIVISORS}, not {divide_by!r}")
-    if weights_dtype not in (None, "float32"):
-        raise ValueError(f"weights_dtype must be None or 'float32', not {weights_dtype!r}")
+    require_choice("divide_by", divide_by, DIVISORS)
+    require_choice("weights_dtype", weights_dtype, (None, "float32"))
     x = checked_images(x)
     first = capture(model, x, layer, target, score)  # A, y and the class of each image
     A, y = first.A, first.scores.data

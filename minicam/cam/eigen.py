@@ -52,7 +52,7 @@ import numpy as np
 
 from minicam.autograd import Tensor, no_grad
 from minicam.cam.capture import activations_and_gradients, check_forward, checked_images, layer_output
-from minicam.cam.maps import final_relu
+from minicam.cam.maps import final_relu, require_choice
 
 
 SIGNS = ("minicam", "lapack")
@@ -62,8 +62,7 @@ KERNELS = ("sigmoid", "rbf", "poly", "linear")
 def eigencam_map(A, *, center=False, sign="minicam", relu=False):
     """Eigen-CAM from the activations A (N, K, h, w): each image's projection on its first
     principal direction (signed; the method has no final ReLU, relu=True adds one)."""
-    if sign not in SIGNS:
-        raise ValueError(f"unknown sign rule {sign!r}; choose one of {SIGNS}")
+    require_choice("sign rule", sign, SIGNS)
     return final_relu(np.stack([first_component_map(a, center, sign) for a in A]), relu)
 
 
@@ -112,8 +111,7 @@ def kpcacam_map(A, *, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=
     (module docstring). kernel: "sigmoid" tanh(gamma <x, y> + coef0), "rbf" exp(-gamma |x - y|^2),
     "poly" (gamma <x, y> + coef0)^degree, "linear" <x, y>; gamma None means 1/K. center: centre
     each channel over the positions first (as the authors' code). Signed; no final ReLU."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+    require_choice("kernel", kernel, KERNELS)
     return final_relu(np.stack([kernel_component_map(a, kernel, gamma, coef0, degree, center) for a in A]), relu)
 
 

@@ -54,8 +54,9 @@ import numpy as np
 
 from minicam.autograd import Tensor, enable_grad, grad
 from minicam.cam.capture import capture, checked_images, class_scores, output_with_layer_output
-from minicam.cam.maps import final_relu, positive, weighted_sum
-from minicam.errors import NonFiniteError, require_finite
+from minicam.cam.maps import final_relu, positive, require_choice, weighted_sum
+from minicam.cam.noise import draw_noise, noise_samples
+from minicam.errors import NonFiniteError
 
 VARIANTS = ("paper", "authors", "exact")
 DENOMINATORS = ("sum(A) g^3", "sum(g^3 A)")
@@ -185,14 +186,9 @@ def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, eps=None, denomina
 def _checked_options(variant, eps, denominator, keep, renormalise, exp_scores, divide_alpha=True):
     """The renormalisation the options ask for (variant="authors" means renormalise="positive"),
     after checking every option."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown Grad-CAM++ variant {variant!r}; choose one of {VARIANTS}")
-    if denominator not in DENOMINATORS:
-        raise ValueError(f"unknown Grad-CAM++ denominator {denominator!r}; choose one of {DENOMINATORS}")
-    if keep not in KEEP_RULES:
-        raise ValueError(f"unknown Grad-CAM++ keep rule {keep!r}; choose one of {KEEP_RULES}")
-    if renormalise not in RENORMALISATIONS:
-        raise ValueError(f"unknown Grad-CAM++ renormalise {renormalise!r}; choose one of {RENORMALISATIONS}")
+    for what, value, choices in (("Grad-CAM++ variant", variant, VARIANTS), ("denominator", denominator, DENOMINATORS),
+                                 ("keep rule", keep, KEEP_RULES), ("renormalise", renormalise, RENORMALISATIONS)):
+        require_choice(what, value, choices)
     if eps is not None and (isinstance(eps, bool) or not np.isfinite(eps) or eps < 0):
         raise ValueError(f"eps must be None or a finite non-negative number, got {eps!r}")
     if variant == "authors":
@@ -277,13 +273,7 @@ def _repeat_target(target, copies):
     return np.full(copies, int(target))
 
 
-def smoothgrad_noise(rng, n_samples, noise_std, image_shape, dtype):
-    """The noise of Smooth Grad-CAM++: (n_samples, C, H, W), N(0, noise_std^2), added to every image."""
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if not (np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be a finite non-negative number, got {noise_std!r}")
-    return rng.normal(0.0, noise_std, size=(n_samples, *image_shape)).astype(dtype)
+smoothgrad_noise = draw_noise  # the noise of Smooth Grad-CAM++: (n_samples, C, H, W), for every image
 
 
 def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, eps=None, denominator="sum(A) g^3",
@@ -305,11 +295,8 @@ def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, eps=None, den
       map_activations          the activations the map sums (torchcam: the last noisy sample's,
                                as its hooks stay on during the noisy passes); default A
     """
-    if relu_gradient not in ("mean", "last"):
-        raise ValueError(f"relu_gradient must be 'mean' (ReLU(D1)) or 'last' (the last sample's gradient), "
-                         f"not {relu_gradient!r}")
-    if denominator not in DENOMINATORS:
-        raise ValueError(f"unknown denominator {denominator!r}; choose one of {DENOMINATORS}")
+    require_choice("relu_gradient", relu_gradient, ("mean", "last"))
+    require_choice("denominator", denominator, DENOMINATORS)
     weight = np.exp(scores - scores.max(axis=0)) if exp_weights else np.ones_like(scores)
     d1, d2, d3 = (np.mean(weight[:, :, None, None, None] * gradients**p, axis=0) for p in (1, 2, 3))
     gradient = d1 if relu_gradient == "mean" else gradients[-1]
@@ -340,10 +327,9 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
     """
     if score != "logit":
         raise ValueError("smoothgradcam++ follows eq. 19 (Y = exp(S) of the logit S); leave score='logit'")
-    if activations not in ("clean", "last-sample"):
-        raise ValueError(f"activations must be 'clean' or 'last-sample', not {activations!r}")
+    require_choice("activations", activations, ("clean", "last-sample"))
     x = checked_images(x)
-    noise = _smoothgrad_noise_for(x, rng, n_samples, noise_std, noise)
+    noise = noise_samples(rng, n_samples, noise_std, noise, x.shape[1:], x.shape[0], x.data.dtype)
     clean = capture(model, x, layer, target, "logit")
     classes = clean.classes if clean.classes is not None else target
     logits, grads = [], []
@@ -354,18 +340,3 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
     last = cap.A if activations == "last-sample" else None
     return smoothgradcampp_map(clean.A, np.stack(logits), np.stack(grads), exp_weights=exp_weights, eps=eps,
                                denominator=denominator, relu_gradient=relu_gradient, map_activations=last, relu=relu)
-
-
-def _smoothgrad_noise_for(x, rng, n_samples, noise_std, noise):
-    """The noise samples to add: drawn from rng, or the given array, checked against x's shape."""
-    if noise is None:
-        rng = np.random.default_rng(0) if rng is None else rng
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be an np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
-        return smoothgrad_noise(rng, n_samples, noise_std, x.shape[1:], x.dtype)
-    noise = np.asarray(noise)
-    if noise.shape[1:] not in (tuple(x.shape[1:]), tuple(x.shape)) or len(noise) == 0:
-        raise ValueError(f"noise must have shape (samples, C, H, W) = (S, {', '.join(map(str, x.shape[1:]))}) or "
-                         f"(samples, N, C, H, W) = (S, {', '.join(map(str, x.shape))}), got {noise.shape}")
-    require_finite(noise, "the noise", "give finite noise samples")
-    return noise.astype(x.dtype, copy=False)

@@ -47,8 +47,8 @@ import numpy as np
 from minicam.autograd import Tensor
 from minicam.cam.capture import capture, checked_images, class_scores, predict
 from minicam.cam.conventions import INTERPOLATIONS, normalize_maps, resize_maps
-from minicam.cam.maps import final_relu, weighted_sum
-from minicam.errors import require_finite
+from minicam.cam.maps import final_relu, require_choice, weighted_sum
+from minicam.cam.noise import noise_samples
 
 MASK_ORDERS = ("after-upsample", "before-upsample")
 BASELINES = ("zeros", None)
@@ -106,7 +106,7 @@ def sscam(model, x, layer, target=None, *, n_samples=35, noise_std=2.0, rng=None
     x, first, classes, score = _checked_scorecam_call(model, x, layer, target, score, baseline, mask_interpolation,
                                                       normalize_masks, no_evidence, batch_size)
     A = first.A
-    noise = _mask_noise(rng, n_samples, noise_std, noise, (A.shape[0], A.shape[1], *x.shape[2:]), A.dtype)
+    noise = noise_samples(rng, n_samples, noise_std, noise, (A.shape[1], *x.shape[2:]), A.shape[0], A.dtype)
     masks = _mask_maker(A, x, mask_interpolation, normalize_masks, mask_eps)
     per_row = [sample.reshape(-1, *x.shape[2:]) if sample.ndim == 4 else np.tile(sample, (A.shape[0], 1, 1))
                for sample in noise]  # one (N * K, H, W) noise per sample, row r = (image r // K, channel r % K)
@@ -128,8 +128,7 @@ def iscam_coefficients(n_samples, rule="paper"):
     "torchcam": c_i = sum_{j=1}^{i} j / N = i (i + 1) / (2N)     (torchcam 0.5.0's running coefficient:
                 the paper's sequence shifted by one, ending at (N + 1) / 2 instead of (N - 1) / 2)
     """
-    if rule not in ISCAM_COEFFICIENTS:
-        raise ValueError(f"unknown IS-CAM coefficients {rule!r}; choose one of {ISCAM_COEFFICIENTS}")
+    require_choice("IS-CAM coefficients", rule, ISCAM_COEFFICIENTS)
     if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     i = np.arange(1, n_samples + 1)
@@ -172,10 +171,8 @@ def _checked_scorecam_call(model, x, layer, target, score, baseline, mask_interp
         raise ValueError(f"Score-CAM scores masked inputs with score='softmax' or 'logit', not {score!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be 'zeros' (the black image) or None (no subtraction), not {baseline!r}")
-    if mask_interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown mask_interpolation {mask_interpolation!r}; choose one of {INTERPOLATIONS}")
-    if normalize_masks not in MASK_ORDERS:
-        raise ValueError(f"unknown normalize_masks {normalize_masks!r}; choose one of {MASK_ORDERS}")
+    require_choice("mask_interpolation", mask_interpolation, INTERPOLATIONS)
+    require_choice("normalize_masks", normalize_masks, MASK_ORDERS)
     if no_evidence not in NO_EVIDENCE:
         raise ValueError(f"no_evidence must be one of {NO_EVIDENCE}, not {no_evidence!r}")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
@@ -215,27 +212,6 @@ def _baseline_scores(model, x, classes, score, baseline):
     return _scores(model, np.zeros_like(x.data), classes, score)[:, None]
 
 
-def _mask_noise(rng, n_samples, noise_std, noise, shape, dtype):
-    """SS-CAM's noise: (samples, K, H, W) drawn from rng, or the given (samples, K, H, W) or
-    (samples, N, K, H, W) array."""
-    n, k, height, width = shape
-    if noise is None:
-        rng = np.random.default_rng(0) if rng is None else rng
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be an np.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
-        if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not (np.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite non-negative number, got {noise_std!r}")
-        return rng.normal(0.0, noise_std, size=(n_samples, k, height, width)).astype(dtype)
-    noise = np.asarray(noise)
-    if noise.shape[1:] not in ((k, height, width), (n, k, height, width)) or len(noise) == 0:
-        raise ValueError(f"noise must have shape (samples, K, H, W) = (S, {k}, {height}, {width}) or (samples, N, K, "
-                         f"H, W) = (S, {n}, {k}, {height}, {width}), got {noise.shape}")
-    require_finite(noise, "the noise", "give finite noise samples")
-    return noise.astype(dtype, copy=False)
-
-
 def scorecam_map(A, C, *, channel_softmax=True, no_evidence="zeros", weights_dtype=None, relu=True):
     """Score-CAM from the activations A (N, K, h, w) and the channel scores C (N, K),
     C_k = f(X * H_k) - f(X_b) (Definition 2; with the baseline subtracted where one is used):
@@ -250,8 +226,7 @@ def scorecam_map(A, C, *, channel_softmax=True, no_evidence="zeros", weights_dty
     (softmax of equal numbers is uniform), as the peers compute it. weights_dtype="float32":
     C rounded to float32 and alpha computed in float32 (pytorch-grad-cam, tf-keras-vis).
     """
-    if weights_dtype not in (None, "float32"):
-        raise ValueError(f"weights_dtype must be None or 'float32', not {weights_dtype!r}")
+    require_choice("weights_dtype", weights_dtype, (None, "float32"))
     weights_of = C.astype(np.float32) if weights_dtype == "float32" else C
     alpha = _softmax(weights_of) if channel_softmax else weights_of
     if no_evidence == "zeros":

@@ -256,6 +256,23 @@ def _scorecam(summary, source, **options):
     return summary, source, variant
 
 
+def _torchcam_score_cam(method):
+    def variant(lab, method):
+        return lab.pre(method, score="logit", baseline=None, normalize_masks="before-upsample", mask_eps=1e-8,
+                       no_evidence="formula", **({"coefficients": "torchcam"} if method == "iscam" else {}))
+    variant.__doc__ = (f"{method} with torchcam 0.5.0's choices: logits, masks normalised (eps 1e-8) before "
+                       "upsampling" + (", coefficients i (i + 1) / (2N)" if method == "iscam" else ""))
+    return variant
+
+
+for _method in ("sscam", "iscam"):
+    register(f"torchcam-{_method}", "method",
+             f"torchcam: {_method} on logits, masks normalised (eps 1e-8) before upsampling"
+             + (", scales i (i + 1) / (2N)" if _method == "iscam" else ""),
+             "torchcam 0.5.0 methods/activation.py (docs/peers.md, Score-CAM, SS-CAM and IS-CAM); the torchcam "
+             "preset's options", (_method,))(_torchcam_score_cam(_method))
+
+
 for _name, (_summary, _source, _function) in {
     "scorecam-logit": _scorecam(
         "logits instead of softmax probabilities (with the channel softmax)",
