@@ -270,7 +270,7 @@ def test_torchcam_gradcampp_differs_from_the_paper():
     theirs = torchcam_maps(torchcam_methods.GradCAMpp, twin, x, targets, "relu2", normalized=True)
     # the torchcam preset without its Grad-CAM++ options: the paper's alpha, torchcam's steps after the map
     ours = explain(model, x, "gradcam++", "relu2", targets, convention="torchcam", divide_alpha=True,
-                   denominator="sum(A) g^3", eps=None, keep="g > 0")
+                   denominator="sum(A) g^3", alpha_eps=None, keep="g > 0")
     difference = np.abs(ours - theirs).max()
     assert difference > 0.1, difference
     assert np.abs(explain(model, x, "gradcam++", "relu2", targets, convention="torchcam") - theirs).max() < 1e-10

@@ -139,6 +139,8 @@ def test_preset_equals_its_library(subjects, library, method):
     for subject in subjects:
         if method not in subject.methods:
             continue
+        if subject.name == "resnet18" and method in ("sscam", "iscam"):
+            subject = subject.first_image()  # 128 channels x samples x masked ResNet passes: one image is enough
         for dtype in DTYPES:
             if (library, method, dtype) in NOT_RUN:
                 continue

@@ -92,8 +92,8 @@ class Pipeline:
 
 # The options each library's formulas imply (docs/peers.md, each method's section, names the file)
 PYTORCH_GRAD_CAM_OPTIONS = {
-    "gradcam++": {"eps": 1e-6, "keep": "g != 0"},
-    "xgradcam": {"eps": 1e-7},
+    "gradcam++": {"alpha_eps": 1e-6, "keep": "g != 0"},
+    "xgradcam": {"weight_eps": 1e-7},
     "scorecam": {"score": "logit", "baseline": None, "mask_interpolation": "bilinear-corners", "mask_eps": 1e-8,
                  "no_evidence": "formula", "weights_dtype": "float32"},
     "ablationcam": {"ablation_value": "pytorch-grad-cam", "divide_by": "y", "weights_dtype": "float32"},
@@ -103,10 +103,10 @@ PYTORCH_GRAD_CAM_OPTIONS = {
 TORCHCAM_SCORE_OPTIONS = {"score": "logit", "baseline": None, "normalize_masks": "before-upsample", "mask_eps": 1e-8,
                           "no_evidence": "formula"}
 TORCHCAM_OPTIONS = {
-    "gradcam++": {"divide_alpha": False, "denominator": "sum(g^3 A)", "eps": 1e-8, "keep": "g != 0"},
+    "gradcam++": {"divide_alpha": False, "denominator": "sum(g^3 A)", "alpha_eps": 1e-8, "keep": "g != 0"},
     "smoothgradcam++": {"n_samples": 4, "noise_std": 0.3, "exp_weights": False, "denominator": "sum(g^3 A)",
-                        "eps": 1e-8, "relu_gradient": "last", "activations": "last-sample"},
-    "xgradcam": {"eps": 1e-8},
+                        "alpha_eps": 1e-8, "relu_gradient": "last", "activations": "last-sample"},
+    "xgradcam": {"weight_eps": 1e-8},
     "scorecam": TORCHCAM_SCORE_OPTIONS,
     "sscam": {**TORCHCAM_SCORE_OPTIONS, "n_samples": 35, "noise_std": 2.0},
     "iscam": {**TORCHCAM_SCORE_OPTIONS, "n_samples": 10, "coefficients": "torchcam"},

@@ -29,7 +29,7 @@ at or beyond a pole.
 The libraries' own choices (docs/peers.md, Grad-CAM++), each an option of
 gradcampp_map and gradcampp that can be switched on alone:
 
-  eps=1e-6             added to the denominator 2 g^2 + sum(A) g^3 (pytorch-grad-cam)
+  alpha_eps=1e-6       added to the denominator 2 g^2 + sum(A) g^3 (pytorch-grad-cam)
   keep="g != 0"        alpha = g^2 / denominator wherever g != 0, whatever the denominator's
                        sign (pytorch-grad-cam; tf-keras-vis's "+1 where g^2 = 0" does the same);
                        minicam's rule "g > 0" keeps only g > 0 and a positive denominator
@@ -139,7 +139,7 @@ def renormalise_like_the_authors(alpha: np.ndarray, g: np.ndarray, over="positiv
     return alpha / np.where(total != 0, total, 1)
 
 
-def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, eps=None, denominator="sum(A) g^3", keep="g > 0",
+def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, alpha_eps=None, denominator="sum(A) g^3", keep="g > 0",
                   divide_alpha=True, renormalise=None, exp_scores=None, relu=True):
     """Grad-CAM++ from A and g (and, for variant="exact", the diagonals d2 = d2Y/dA^2 and
     d3 = d3Y/dA^3 of the same shape): eq. 9 with the alpha of the variant.
@@ -147,10 +147,10 @@ def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, eps=None, denomina
         w_k = sum_ij alpha_kij ReLU(g_kij)       (eq. 9)
         L   = ReLU(sum_k w_k A_k)
 
-    The peers' choices (module docstring): eps, denominator, keep, divide_alpha, renormalise,
+    The peers' choices (module docstring): alpha_eps, denominator, keep, divide_alpha, renormalise,
     and exp_scores (the logits S (N,): the derivatives carry exp(S), ReLU(exp(S) g) in eq. 9).
     """
-    renormalise = _checked_options(variant, eps, denominator, keep, renormalise, exp_scores, divide_alpha)
+    renormalise = _checked_options(variant, alpha_eps, denominator, keep, renormalise, exp_scores, divide_alpha)
     if variant == "exact":
         if d2 is None or d3 is None:
             raise ValueError("Grad-CAM++ variant='exact' needs the second and third derivatives d2 and d3 "
@@ -166,7 +166,7 @@ def gradcampp_map(A, g, *, variant="paper", d2=None, d3=None, eps=None, denomina
         powers = None if exp_scores is None else derivative_powers(g, exp_scores)
         first = g if powers is None else powers[0]
         if divide_alpha:
-            alpha = alpha_closed_form(A, g, eps=eps, denominator=denominator, keep=keep, powers=powers)
+            alpha = alpha_closed_form(A, g, eps=alpha_eps, denominator=denominator, keep=keep, powers=powers)
         else:  # torchcam <= 0.5.0: the division of alpha never takes effect
             alpha = derivative_powers(g)[1] if powers is None else powers[1]
         if renormalise is not None:
@@ -190,7 +190,7 @@ def _checked_options(variant, eps, denominator, keep, renormalise, exp_scores, d
                                  ("keep rule", keep, KEEP_RULES), ("renormalise", renormalise, RENORMALISATIONS)):
         require_choice(what, value, choices)
     if eps is not None and (isinstance(eps, bool) or not np.isfinite(eps) or eps < 0):
-        raise ValueError(f"eps must be None or a finite non-negative number, got {eps!r}")
+        raise ValueError(f"alpha_eps must be None or a finite non-negative number, got {eps!r}")
     if variant == "authors":
         if renormalise not in (None, "positive"):
             raise ValueError("variant='authors' renormalises over the positive gradients; it cannot be combined "
@@ -200,11 +200,11 @@ def _checked_options(variant, eps, denominator, keep, renormalise, exp_scores, d
                     or exp_scores is not None or not divide_alpha)
     if variant == "exact" and peer_options:
         raise ValueError("variant='exact' computes eq. 10 from the true derivatives; the closed form's options "
-                         "(eps, denominator, keep, divide_alpha, renormalise, exp_score) do not apply to it")
+                         "(alpha_eps, denominator, keep, divide_alpha, renormalise, exp_score) do not apply to it")
     return renormalise
 
 
-def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", chunk_size=512, eps=None,
+def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", chunk_size=512, alpha_eps=None,
               denominator="sum(A) g^3", keep="g > 0", divide_alpha=True, renormalise=None, exp_score=False,
               relu=True):
     """Grad-CAM++ of the model's score at `layer`; see the module docstring for the variants
@@ -214,9 +214,10 @@ def gradcampp(model, x, layer, target=None, *, score="logit", variant="paper", c
     g = dS/dA of the logit S either way, and exp(S) would only multiply every
     weight of the image by the same positive number.
     """
-    options = dict(eps=eps, denominator=denominator, keep=keep, divide_alpha=divide_alpha, renormalise=renormalise)
+    options = dict(alpha_eps=alpha_eps, denominator=denominator, keep=keep, divide_alpha=divide_alpha,
+                   renormalise=renormalise)
     if variant == "exact":
-        _checked_options(variant, eps, denominator, keep, renormalise, True if exp_score else None, divide_alpha)
+        _checked_options(variant, alpha_eps, denominator, keep, renormalise, True if exp_score else None, divide_alpha)
         A, g, d2, d3 = diagonal_derivatives(model, x, layer, target, score, chunk_size)
         return gradcampp_map(A, g, variant=variant, d2=d2, d3=d3, relu=relu, **options)
     cap = capture(model, x, layer, target, "softmax" if score == "softmax" else "logit")
@@ -276,7 +277,7 @@ def _repeat_target(target, copies):
 smoothgrad_noise = draw_noise  # the noise of Smooth Grad-CAM++: (n_samples, C, H, W), for every image
 
 
-def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, eps=None, denominator="sum(A) g^3",
+def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, alpha_eps=None, denominator="sum(A) g^3",
                         relu_gradient="mean", map_activations=None, relu=True):
     """Smooth Grad-CAM++ (Omeiza et al. 2019) from the clean activations A (N, K, h, w), and the
     logits S_s (samples, N) and gradients g_s (samples, N, K, h, w) of the noisy copies.
@@ -289,7 +290,7 @@ def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, eps=None, den
 
     torchcam 0.5.0's SmoothGradCAMpp, option by option (docs/peers.md, Smooth Grad-CAM++):
       exp_weights=False        D_p = mean_s g_s^p, without exp(S_s)
-      denominator="sum(g^3 A)", eps=1e-8   alpha = D2 / (2 D2 + sum_ij(D3 A) + eps), kept
+      denominator="sum(g^3 A)", alpha_eps=1e-8   alpha = D2 / (2 D2 + sum_ij(D3 A) + eps), kept
                                wherever the ReLU'd gradient is not 0 (Grad-CAM++'s keep="g != 0")
       relu_gradient="last"     ReLU(g) of the LAST noisy sample in w_k, not ReLU(D1)
       map_activations          the activations the map sums (torchcam: the last noisy sample's,
@@ -300,17 +301,18 @@ def smoothgradcampp_map(A, scores, gradients, *, exp_weights=True, eps=None, den
     weight = np.exp(scores - scores.max(axis=0)) if exp_weights else np.ones_like(scores)
     d1, d2, d3 = (np.mean(weight[:, :, None, None, None] * gradients**p, axis=0) for p in (1, 2, 3))
     gradient = d1 if relu_gradient == "mean" else gradients[-1]
-    if eps is None and denominator == "sum(A) g^3":
+    if alpha_eps is None and denominator == "sum(A) g^3":
         alpha = alpha_general(d2, d3, A, gradient)
     else:
-        alpha = alpha_closed_form(A, gradient, eps=eps, denominator=denominator, keep="g != 0", powers=(d1, d2, d3))
+        alpha = alpha_closed_form(A, gradient, eps=alpha_eps, denominator=denominator, keep="g != 0",
+                                  powers=(d1, d2, d3))
     weights = np.sum(alpha * positive(gradient), axis=(2, 3))
     return final_relu(weighted_sum(weights, A if map_activations is None else map_activations), relu)
 
 
 def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8, noise_std=0.15, rng=None, noise=None,
-                    exp_weights=True, eps=None, denominator="sum(A) g^3", relu_gradient="mean", activations="clean",
-                    relu=True):
+                    exp_weights=True, alpha_eps=None, denominator="sum(A) g^3", relu_gradient="mean",
+                    activations="clean", relu=True):
     """Smooth Grad-CAM++ of the model's logit at `layer`: smoothgradcampp_map of the clean A and of
     the logits and gradients of n_samples noisy copies x_s = x + noise_s, noise_s ~ N(0, noise_std^2).
 
@@ -322,7 +324,7 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
     image or (samples, N, C, H, W) one per image (e.g. the noise a peer drew), in which case
     n_samples, noise_std and rng are not used.
 
-    exp_weights, eps, denominator, relu_gradient: as smoothgradcampp_map. activations="last-sample":
+    exp_weights, alpha_eps, denominator, relu_gradient: as smoothgradcampp_map. activations="last-sample":
     the map sums the last noisy sample's activations (torchcam 0.5.0), "clean" the input's.
     """
     if score != "logit":
@@ -338,5 +340,5 @@ def smoothgradcampp(model, x, layer, target=None, *, score="logit", n_samples=8,
         logits.append(cap.scores.data)
         grads.append(cap.gradients().data)
     last = cap.A if activations == "last-sample" else None
-    return smoothgradcampp_map(clean.A, np.stack(logits), np.stack(grads), exp_weights=exp_weights, eps=eps,
+    return smoothgradcampp_map(clean.A, np.stack(logits), np.stack(grads), exp_weights=exp_weights, alpha_eps=alpha_eps,
                                denominator=denominator, relu_gradient=relu_gradient, map_activations=last, relu=relu)

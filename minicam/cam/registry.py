@@ -67,7 +67,7 @@ _RECORDS = (
            "ReLU(sum_k w_k A_k), w_k = sum_ij alpha_kij ReLU(g_kij), alpha = 1 / (2 + g sum_ab A_kab) (eq. 19) "
            "where g > 0 and that denominator is > 0, else 0; no exp(S) factor, no renormalisation of alpha",
            'variant="paper" (eq. 19), "authors" (alpha renormalised as their code), "exact" (eq. 10 with true '
-           '2nd and 3rd derivatives); the peers\' choices: eps (in the denominator), keep="g != 0" (no pole rule), '
+           '2nd and 3rd derivatives); the peers\' choices: alpha_eps (in the denominator), keep="g != 0" (no pole rule), '
            'denominator="sum(g^3 A)", divide_alpha=False (torchcam\'s lost division), renormalise="positive" or '
            '"all", exp_score=True (derivatives times exp(S); overflows float32 above S = 88.7)'),
     Method("gradcam+", gradcam_plus, gradcam_plus_map, _A_G, True, "Lerma & Lucas 2022",
@@ -78,7 +78,7 @@ _RECORDS = (
            "pytorch-grad-cam's GradCAMElementWise", "sum_k ReLU(g_k * A_k): the ReLU inside the channel sum"),
     Method("xgradcam", xgradcam, xgradcam_map, _A_G, True, "Fu et al. 2020, eq. 11",
            "ReLU(sum_k w_k A_k), w_k = sum_ij(g A) / sum_ij(A), and w_k = 0 where sum_ij(A) <= 0 (no eps)",
-           "eps=e: sum(g A) / (sum(A) + e) for every channel, as the peers"),
+           "weight_eps=e: sum(g A) / (sum(A) + e) for every channel, as the peers"),
     Method("layercam", layercam, layercam_map, _A_G, True, "Jiang et al. 2021, eq. 5-6",
            "ReLU(sum_k ReLU(g_k) * A_k)"),
     Method("scorecam", scorecam, scorecam_map, ("A", "C"), True, "Wang et al. 2020, Algorithm 1",
@@ -117,7 +117,7 @@ _RECORDS = (
            "Grad-CAM++ with derivatives averaged over noisy inputs x + noise[s]: D_p = mean_s exp(S_s - max_s S_s) "
            "g_s^p for p = 1, 2, 3; alpha = D2 / (2 D2 + sum_ab A_ab D3) where D1 > 0 and alpha > 0, else 0; "
            "w_k = sum_ij alpha ReLU(D1); A of the clean input; the target class fixed from the clean input",
-           "n_samples, noise_std, rng, noise; torchcam's choices: exp_weights=False, denominator, eps, "
+           "n_samples, noise_std, rng, noise; torchcam's choices: exp_weights=False, denominator, alpha_eps, "
            'relu_gradient="last", activations="last-sample"'),
     Method("guided-backprop", guided_backprop, reduce_channels, ("guided gradients",), False,
            "Springenberg et al. 2015",

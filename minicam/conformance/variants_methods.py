@@ -179,9 +179,9 @@ def gradcampp_sum_g3A(lab, method):
           "sum_ij(g^3 A) denominator + 1e-7, weights ReLU(exp(S) g)",
           "1Konny/gradcam_plus_plus-pytorch gradcam.py, copied into many projects", ("gradcam++",))
 def gradcampp_1konny(lab, method):
-    """gradcampp(denominator="sum(g^3 A)", eps=1e-7, keep="g != 0") times exp(S) of each image: its alpha is
+    """gradcampp(denominator="sum(g^3 A)", alpha_eps=1e-7, keep="g != 0") times exp(S) of each image: its alpha is
     built from the plain g, and exp(S) enters only the ReLU'd weights, a per-image factor."""
-    pre = lab.pre("gradcam++", denominator="sum(g^3 A)", eps=1e-7, keep="g != 0")
+    pre = lab.pre("gradcam++", denominator="sum(g^3 A)", alpha_eps=1e-7, keep="g != 0")
     return pre * _per_image(np.exp(lab.logits()))
 
 
@@ -199,8 +199,8 @@ def torchcam_gradcampp(lab, method):
           "pytorch-grad-cam 1.5.7 grad_cam_plusplus.py (docs/peers.md, Grad-CAM++); the pytorch-grad-cam preset's "
           "options", ("gradcam++",))
 def gradcampp_pytorch_grad_cam(lab, method):
-    """gradcampp(eps=1e-6, keep="g != 0"): alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0."""
-    return lab.pre("gradcam++", eps=1e-6, keep="g != 0")
+    """gradcampp(alpha_eps=1e-6, keep="g != 0"): alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0."""
+    return lab.pre("gradcam++", alpha_eps=1e-6, keep="g != 0")
 
 
 @register("gradcampp-unguarded", "method",
@@ -217,9 +217,9 @@ def gradcampp_unguarded(lab, method):
           "torchcam 0.5.0 SmoothGradCAMpp (docs/peers.md, Smooth Grad-CAM++); the torchcam preset's options "
           "(with the case's noise)", ("smoothgradcam++",))
 def torchcam_smoothgradcampp(lab, method):
-    """smoothgradcampp(exp_weights=False, denominator="sum(g^3 A)", eps=1e-8, relu_gradient="last",
+    """smoothgradcampp(exp_weights=False, denominator="sum(g^3 A)", alpha_eps=1e-8, relu_gradient="last",
     activations="last-sample"), the case's noise."""
-    return lab.pre("smoothgradcam++", exp_weights=False, denominator="sum(g^3 A)", eps=1e-8, relu_gradient="last",
+    return lab.pre("smoothgradcam++", exp_weights=False, denominator="sum(g^3 A)", alpha_eps=1e-8, relu_gradient="last",
                    activations="last-sample")
 
 
@@ -233,7 +233,7 @@ def torchcam_smoothgradcampp(lab, method):
 def xgradcam_eps_1e7(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-7), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return formula("xgradcam", A, g, eps=1e-7)
+    return formula("xgradcam", A, g, weight_eps=1e-7)
 
 
 @register("xgradcam-eps-1e-8", "method", "weights sum(g A) / (sum(A) + 1e-8) for every channel",
@@ -241,7 +241,7 @@ def xgradcam_eps_1e7(lab, method):
 def xgradcam_eps_1e8(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-8), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return formula("xgradcam", A, g, eps=1e-8)
+    return formula("xgradcam", A, g, weight_eps=1e-8)
 
 
 # ----------------------------------------------------------------------------
