@@ -3,7 +3,9 @@
   captum 0.9.0    LayerGradCam (relu_attributions True/False, attr_dim_summation=False),
                   LayerAttribution.interpolate (the "captum" preset's nearest upsampling)
   torchcam 0.5.0  CAM, GradCAM, XGradCAM, LayerCAM with normalized=False (raw maps), and
-                  normalized=True against explain(convention="torchcam");
+                  normalized=True against explain(convention="torchcam") (whose method options
+                  reproduce torchcam's eps and its Grad-CAM++; tests/test_peers_parity.py runs
+                  every method of every library);
                   GradCAMpp: its formula differs from the paper (docs/peers.md, Grad-CAM++). The faulty
                   formula is written out below and reproduces torchcam to 1e-10; minicam's
                   paper variant differs from it by a measured amount.
@@ -201,7 +203,8 @@ def test_torchcam_preset_matches_normalised_output(case):
     checks = [
         ("gradcam", torchcam_methods.GradCAM, {}),
         ("layercam", torchcam_methods.LayerCAM, {}),
-        ("xgradcam", torchcam_methods.XGradCAM, {"eps": 0.0}),  # eps in the weights; _normalize keeps 1e-8
+        ("xgradcam", torchcam_methods.XGradCAM, {}),  # the preset passes torchcam's eps=1e-8 to the weights
+        ("gradcam++", torchcam_methods.GradCAMpp, {}),  # and its lost alpha division (divide_alpha=False)
     ]
     if hasattr(model, "pool"):
         checks.append(("cam", torchcam_methods.CAM, {}))
@@ -265,9 +268,12 @@ def test_torchcam_gradcampp_differs_from_the_paper():
     targets = [0, 1, 2]
     twin = torch_twin(model)
     theirs = torchcam_maps(torchcam_methods.GradCAMpp, twin, x, targets, "relu2", normalized=True)
-    ours = explain(model, x, "gradcam++", "relu2", targets, convention="torchcam")
+    # the torchcam preset without its Grad-CAM++ options: the paper's alpha, torchcam's steps after the map
+    ours = explain(model, x, "gradcam++", "relu2", targets, convention="torchcam", divide_alpha=True,
+                   denominator="sum(A) g^3", alpha_eps=None, keep="g > 0")
     difference = np.abs(ours - theirs).max()
     assert difference > 0.1, difference
+    assert np.abs(explain(model, x, "gradcam++", "relu2", targets, convention="torchcam") - theirs).max() < 1e-10
     cap = capture(model, x, "relu2", targets)
     intended = torch_minmax(torch.tensor(torchcam_gradcampp_intended(cap.A, cap.gradients().data)), 1e-8).numpy()
     assert np.abs(intended - theirs).max() > 0.1, np.abs(intended - theirs).max()

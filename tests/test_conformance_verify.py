@@ -142,7 +142,7 @@ def test_every_variant_is_detectable_and_diagnosed_when_planted(labs):
 def test_planted_results_through_verify(labs):
     """End to end: one planted key per variant kind, verify's entries name them first."""
     plants = {
-        ("gap_net", "gradcam++", "torchcam"): "torchcam-0.5.0-gradcampp",
+        ("gap_net", "gradcam++", "minicam"): "torchcam-0.5.0-gradcampp",
         ("flatten_net", "gradcam++", "raw"): "gradcampp-sum-g3A",  # = eq. 19 on a GAP head (g constant)
         ("flatten_net", "gradcam", "minicam"): "nearest-upsampling",
         ("flatten_net", "gradcam", "tf-keras-vis"): "half-pixel-upsampling",

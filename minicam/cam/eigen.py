@@ -29,6 +29,22 @@ With center=True the map sums to 0 by construction (every centred column sums
 to 0), so rule 1 is skipped and rule 2 decides.
 For a ReLU layer (A >= 0, uncentred) rule 1 gives the map that is large where
 the activations are large.
+
+sign="lapack" keeps instead the sign LAPACK returns, calling np.linalg.svd exactly as
+pytorch-grad-cam 1.5.7's get_2d_projection does (full_matrices=True, v_1 = VT[0]): the map
+then depends on the LAPACK build, as that library's does.
+
+KPCA-CAM (Karmani et al. 2024, "KPCA-CAM: Visual Explainability of Deep Computer Vision
+Models using Kernel PCA", arXiv 2410.00267; pytorch-grad-cam's KPCA_CAM, contributed by the
+authors) replaces the SVD by kernel PCA: with the centred positions x_p (rows of O),
+
+    K_pq = k(x_p, x_q)                   sigmoid kernel tanh(gamma <x_p, x_q> + coef0) by default,
+                                         gamma = 1/K, coef0 = 1 (scikit-learn's defaults)
+    Kc   = (I - 1/n) K (I - 1/n)         K centred in feature space (n = h*w positions)
+    L    = sqrt(lambda_1) v_1            the first kernel principal component of every position
+
+v_1 is signed so that its largest-magnitude element (the first, in row-major order) is
+positive: rule 2 above, which is also scikit-learn's (svd_flip), so minicam and the library agree.
 """
 from __future__ import annotations
 
@@ -36,46 +52,104 @@ import numpy as np
 
 from minicam.autograd import Tensor, no_grad
 from minicam.cam.capture import activations_and_gradients, check_forward, checked_images, layer_output
-from minicam.cam.maps import final_relu
+from minicam.cam.maps import final_relu, require_choice
 
 
-def eigencam_map(A, *, center=False, relu=False):
+SIGNS = ("minicam", "lapack")
+KERNELS = ("sigmoid", "rbf", "poly", "linear")
+
+
+def eigencam_map(A, *, center=False, sign="minicam", relu=False):
     """Eigen-CAM from the activations A (N, K, h, w): each image's projection on its first
     principal direction (signed; the method has no final ReLU, relu=True adds one)."""
-    return final_relu(np.stack([first_component_map(a, center) for a in A]), relu)
+    require_choice("sign rule", sign, SIGNS)
+    return final_relu(np.stack([first_component_map(a, center, sign) for a in A]), relu)
 
 
-def eigencam(model, x, layer, target=None, *, score="logit", center=False, relu=False):
+def eigencam(model, x, layer, target=None, *, score="logit", center=False, sign="minicam", relu=False):
     """The Eigen-CAM map (N, h, w) at the layer's resolution: eigencam_map of the layer's A.
 
     target and score are accepted so that every method has the same signature,
     and ignored: Eigen-CAM does not depend on a class (the model's output need
     not even be class scores).
     """
-    return eigencam_map(layer_activations(model, x, layer), center=center, relu=relu)
+    return eigencam_map(layer_activations(model, x, layer), center=center, sign=sign, relu=relu)
 
 
-def eigengradcam_map(A, g, *, center=False, relu=False):
+def eigengradcam_map(A, g, *, center=False, sign="minicam", relu=False):
     """EigenGrad-CAM (pytorch-grad-cam's EigenGradCAM): Eigen-CAM of g * A."""
-    return eigencam_map(g * A, center=center, relu=relu)
+    return eigencam_map(g * A, center=center, sign=sign, relu=relu)
 
 
-def eigengradcam(model, x, layer, target=None, *, score="logit", center=False, relu=False):
+def eigengradcam(model, x, layer, target=None, *, score="logit", center=False, sign="minicam", relu=False):
     """The EigenGrad-CAM map (N, h, w): eigengradcam_map of A and g = dy/dA of the target's score."""
     A, g = activations_and_gradients(model, x, layer, target, score)
-    return eigengradcam_map(A, g, center=center, relu=relu)
+    return eigengradcam_map(A, g, center=center, sign=sign, relu=relu)
 
 
-def first_component_map(activations, center=False):
+def first_component_map(activations, center=False, sign="minicam"):
     """(K, h, w) -> (h, w): the projection of each position on the first right
-    singular vector, with the sign rule of the module docstring."""
-    k, h, w = activations.shape
-    O = activations.reshape(k, h * w).T
-    if center:
-        O = O - O.mean(axis=0)
+    singular vector, with the sign rule of the module docstring (sign="lapack": LAPACK's own)."""
+    O, shape = _positions(activations, center)
+    if sign == "lapack":  # as pytorch-grad-cam calls it, so that LAPACK returns the same signs
+        _, _, Vt = np.linalg.svd(O, full_matrices=True)
+        return (O @ Vt[0]).reshape(shape)
     _, _, Vt = np.linalg.svd(O, full_matrices=False)
     projection = O @ Vt[0]
-    return orient(projection, by_sum=not center).reshape(h, w)
+    return orient(projection, by_sum=not center).reshape(shape)
+
+
+def _positions(activations, center):
+    """(K, h, w) -> O (h*w, K), one row per position (each column centred if `center`), and (h, w)."""
+    k, h, w = activations.shape
+    O = activations.reshape(k, h * w).T
+    return (O - O.mean(axis=0) if center else O), (h, w)
+
+
+def kpcacam_map(A, *, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=True, relu=False):
+    """KPCA-CAM from the activations A (N, K, h, w): each image's first kernel principal component
+    (module docstring). kernel: "sigmoid" tanh(gamma <x, y> + coef0), "rbf" exp(-gamma |x - y|^2),
+    "poly" (gamma <x, y> + coef0)^degree, "linear" <x, y>; gamma None means 1/K. center: centre
+    each channel over the positions first (as the authors' code). Signed; no final ReLU."""
+    require_choice("kernel", kernel, KERNELS)
+    return final_relu(np.stack([kernel_component_map(a, kernel, gamma, coef0, degree, center) for a in A]), relu)
+
+
+def kernel_component_map(activations, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=True):
+    """(K, h, w) -> (h, w): sqrt(lambda_1) v_1 of the centred kernel matrix of the positions."""
+    centred, _ = centred_kernel(activations, kernel, gamma, coef0, degree, center)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred)
+    first = eigenvectors[:, -1]  # eigh sorts ascending: the largest eigenvalue is the last
+    shape = activations.shape[1:]
+    return (orient(first, by_sum=False) * np.sqrt(max(eigenvalues[-1], 0))).reshape(shape).astype(activations.dtype)
+
+
+def centred_kernel(activations, kernel="sigmoid", gamma=None, coef0=1.0, degree=3, center=True):
+    """(Kc, K): the kernel matrix K (n, n) of the n = h*w positions of (K, h, w) activations, and Kc,
+    K centred in feature space, (I - 1/n) K (I - 1/n)."""
+    O, _ = _positions(activations, center)
+    gamma = 1.0 / O.shape[1] if gamma is None else gamma
+    products = O @ O.T
+    if kernel == "sigmoid":
+        gram = np.tanh(gamma * products + coef0)
+    elif kernel == "poly":
+        gram = (gamma * products + coef0) ** degree
+    elif kernel == "rbf":
+        squared = np.diag(products)[:, None] + np.diag(products)[None, :] - 2 * products
+        gram = np.exp(-gamma * np.maximum(squared, 0))
+    else:
+        gram = products
+    n = len(gram)
+    centring = np.eye(n, dtype=gram.dtype) - gram.dtype.type(1.0 / n)
+    return centring @ gram @ centring, gram
+
+
+def kpcacam(model, x, layer, target=None, *, score="logit", kernel="sigmoid", gamma=None, coef0=1.0, degree=3,
+            center=True, relu=False):
+    """The KPCA-CAM map (N, h, w) at the layer's resolution: kpcacam_map of the layer's A (no class,
+    no gradient; target and score are accepted, as in every method, and ignored)."""
+    return kpcacam_map(layer_activations(model, x, layer), kernel=kernel, gamma=gamma, coef0=coef0, degree=degree,
+                       center=center, relu=relu)
 
 
 def orient(projection, by_sum=True):

@@ -21,7 +21,9 @@ def explain(model, x, method, layer, target=None, *, convention="minicam", relu=
     ("bilinear" | "bilinear-corners" | "nearest" | "bicubic"), order
     ("resize-then-normalize" | "normalize-then-resize" | "normalize-resize-normalize").
     `options` go to the method (e.g. score="softmax", variant="exact"); the methods and
-    their options are listed in minicam.cam.REGISTRY.
+    their options are listed in minicam.cam.REGISTRY. A library preset also passes the options
+    that reproduce that library's own formula (its `method_options`, listed below), under
+    `options`: an option given here wins, so each can be switched back one at a time.
 
     The presets:
     """
@@ -33,6 +35,7 @@ def explain(model, x, method, layer, target=None, *, convention="minicam", relu=
     pipeline = resolve(convention, relu=relu, normalize=normalize, eps=eps, interpolation=interpolation, order=order)
     x = checked_images(x)
     record = REGISTRY[method]
+    options = {**pipeline.options_for(method), **options}  # the caller's options win over the preset's
     raw = record.function(model, x, layer, target, relu=False, **options)  # the ReLU is the pipeline's step
     return postprocess(raw, x.shape[2:], pipeline, record.final_relu)
 
@@ -42,4 +45,9 @@ def describe_convention(convention: str) -> str:
     return f"{convention}: {resolve(convention).note}"
 
 
-explain.__doc__ += "".join(f"\n      {name:<17} {preset.note}" for name, preset in PRESETS.items()) + "\n"
+explain.__doc__ += "".join(
+    f"\n      {name:<17} {preset.note}"
+    + "".join(f"\n      {'':<17}   {method}: {', '.join(f'{k}={v!r}' for k, v in opts.items())}"
+              for method, opts in preset.method_options.items())
+    + (f"\n      {'':<17}   ({preset.method_note})" if preset.method_note else "")
+    for name, preset in PRESETS.items()) + "\n"

@@ -85,30 +85,30 @@ def gradcam_elementwise(model, x, layer, target=None, *, score="logit", relu=Fal
     return gradcam_elementwise_map(*activations_and_gradients(model, x, layer, target, score), relu=relu)
 
 
-def xgradcam_map(A, g, *, eps=None, relu=True):
+def xgradcam_map(A, g, *, weight_eps=None, relu=True):
     """XGrad-CAM (Fu et al. 2020, eq. 11): activation-weighted gradients.
 
     w_k = sum_ij (A_kij / sum_ab A_kab) g_kij,   L = ReLU(sum_k w_k A_k)
 
     Non-positive denominators: the paper's weights treat A_k / sum(A_k) as a
     distribution over positions, which needs sum(A_k) > 0 (true after a ReLU
-    unless the channel is all zero). With eps=None (minicam's rule) a channel with
-    sum_ab A_kab <= 0 gets w_k = 0. eps=a number computes sum(g A) / (sum(A) + eps)
-    for every channel, as the peers do (which for signed activations can flip
-    or blow up a weight).
+    unless the channel is all zero). With weight_eps=None (minicam's rule) a channel with
+    sum_ab A_kab <= 0 gets w_k = 0. weight_eps=a number computes sum(g A) / (sum(A) + weight_eps)
+    for every channel, as the peers do (pytorch-grad-cam 1e-7, torchcam 1e-8; for signed
+    activations it can flip or blow up a weight).
     """
     total = A.sum(axis=(2, 3))
     products = (g * A).sum(axis=(2, 3))
-    if eps is not None:
-        return final_relu(weighted_sum(products / (total + eps), A), relu)
+    if weight_eps is not None:
+        return final_relu(weighted_sum(products / (total + weight_eps), A), relu)
     usable = total > 0
     w = np.where(usable, products / np.where(usable, total, 1), 0.0)
     return final_relu(weighted_sum(w, A), relu)
 
 
-def xgradcam(model, x, layer, target=None, *, score="logit", eps=None, relu=True):
+def xgradcam(model, x, layer, target=None, *, score="logit", weight_eps=None, relu=True):
     """XGrad-CAM of the model's score at `layer`: xgradcam_map of the captured A and g."""
-    return xgradcam_map(*activations_and_gradients(model, x, layer, target, score), eps=eps, relu=relu)
+    return xgradcam_map(*activations_and_gradients(model, x, layer, target, score), weight_eps=weight_eps, relu=relu)
 
 
 def layercam_map(A, g, *, relu=True):

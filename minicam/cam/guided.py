@@ -70,24 +70,33 @@ def guided_backprop(model, x, layer=None, target=None, *, score="logit", channel
     return final_relu(reduce_channels(gradients, channel_reduction), relu)
 
 
-def guided_gradcam_map(gradients, coarse, *, channel_reduction="max-abs", relu=False):
+def guided_gradcam_map(gradients, coarse, *, channel_reduction="max-abs", gradcam_interpolation="bilinear",
+                       normalize_gradcam=True, relu=False):
     """Guided Grad-CAM (Selvaraju et al. 2017) from the guided gradients (N, C, H, W)
     and Grad-CAM's map L (N, h, w), with its ReLU: L upsampled bilinearly (half-pixel centres,
     the paper's "bilinear interpolation") to (H, W) and min-max normalised per image (not in the
     paper: it only rescales each image's map, and makes the product comparable across images),
-    times the guided gradients, then reduced over the colour channels."""
-    fine = normalize_maps(resize_maps(coarse, gradients.shape[2:], "bilinear"), "minmax")
+    times the guided gradients, then reduced over the colour channels.
+
+    captum 0.9.0's GuidedGradCam: gradcam_interpolation="nearest" (its interpolate_mode's default),
+    normalize_gradcam=False (it multiplies the upsampled map as it is)."""
+    fine = resize_maps(coarse, gradients.shape[2:], gradcam_interpolation)
+    if normalize_gradcam:
+        fine = normalize_maps(fine, "minmax")
     return final_relu(reduce_channels(gradients * fine[:, None], channel_reduction), relu)
 
 
-def guided_gradcam(model, x, layer, target=None, *, score="logit", channel_reduction="max-abs", relu=False):
+def guided_gradcam(model, x, layer, target=None, *, score="logit", channel_reduction="max-abs",
+                   gradcam_interpolation="bilinear", normalize_gradcam=True, relu=False):
     """Guided Grad-CAM (N, H, W) at the input's size: guided_gradcam_map of the guided gradients
     and Grad-CAM at `layer`, both for the class chosen by the first (guided) pass."""
     _check_reduction(channel_reduction)
     x = checked_images(x)
     gradients, classes = input_gradients(model, x, target, score)
     coarse = gradcam(model, x, layer, classes if classes is not None else target, score=score)
-    return guided_gradcam_map(gradients, coarse, channel_reduction=channel_reduction, relu=relu)
+    return guided_gradcam_map(gradients, coarse, channel_reduction=channel_reduction,
+                              gradcam_interpolation=gradcam_interpolation, normalize_gradcam=normalize_gradcam,
+                              relu=relu)
 
 
 def input_gradients(model, x, target=None, score="logit", guided=True):

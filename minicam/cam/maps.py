@@ -4,6 +4,7 @@
     final_relu(maps, relu)   a method's final ReLU of the whole map, skipped when relu is False;
                              every formula ends here, so here the raw map must be finite
     weighted_sum(w, A)       sum_k w_k A_k per image: (N, K) weights, (N, K, h, w) maps -> (N, h, w)
+    require_choice(...)      the one check of a named option's value
 
 Notation shared by every file of minicam.cam: A is the explained layer's output
 (N, K, h, w), y the score explained (one per image), g = dy/dA.
@@ -31,3 +32,9 @@ def final_relu(maps: np.ndarray, relu: bool) -> np.ndarray:
 def weighted_sum(weights: np.ndarray, A: np.ndarray) -> np.ndarray:
     """sum_k w_k A_k for each image: weights (N, K), A (N, K, h, w) -> (N, h, w)."""
     return np.einsum("nk,nkhw->nhw", weights, A)
+
+
+def require_choice(what: str, value, choices) -> None:
+    """A ValueError naming the option and its choices, unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {tuple(choices)}")

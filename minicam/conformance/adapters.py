@@ -9,17 +9,19 @@ weights.npz, in float64 and eval mode.
                      library returns); Grad-CAM++ with pytorch-grad-cam's formula (eps 1e-6)
   run_captum(DIR)    captum 0.9: LayerGradCam (relu_attributions=True -> raw; False, upsampled
                      by LayerAttribution.interpolate -> captum), GuidedBackprop, GuidedGradCam
-  run_torchcam(DIR)  torchcam 0.5: CAM, GradCAM, GradCAMpp, XGradCAM, LayerCAM, ScoreCAM;
+  run_torchcam(DIR)  torchcam 0.5: CAM, GradCAM, GradCAMpp, XGradCAM, LayerCAM, ScoreCAM, ISCAM;
                      normalized=False -> raw; normalized=True, upsampled bilinearly
                      (align_corners=False, as its fuse_cams) -> torchcam.
-                     SmoothGradCAMpp is not run: it draws its own noise, which cannot be set
-                     to the exported noise, so its maps cannot be compared number by number.
+                     SmoothGradCAMpp and SSCAM are not run: they draw their own noise, which cannot
+                     be set to the exported noise, so their maps cannot be compared number by number
+                     here (tests/test_peers_parity.py replays torch's generator instead).
   write_results(DIR) all of them -> DIR/results-<name>.npz
 
     python -m minicam.conformance.adapters DIR      (export first: python -m minicam export-cases DIR)
 
 Maps come back as float64 NumPy arrays (N, h, w) or (N, H, W), keyed "<case>/<method>/<stage>".
-torch is imported inside the functions, so importing this module never needs it.
+torch (and keras, for keras_net) is imported inside the functions, so importing this module
+never needs them.
 """
 from __future__ import annotations
 
@@ -68,6 +70,65 @@ def torch_net(layers, weights):
     net = torch.nn.Sequential(modules).double()  # float64 BEFORE loading: loading into float32 would round
     net.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in weights.items()})
     return net.eval()
+
+
+def keras_net(layers, weights, input_shape, dtype="float64"):
+    """The same net as a Keras 3 model (channels-last, as Keras computes), weights converted, for
+    tf-keras-vis: it takes images (N, H, W, C) and gives the same logits as torch_net on (N, C, H, W).
+
+    Each layer keeps its exported name (a torch padding becomes a ZeroPadding2D called
+    "<name>_pad" before it), so a layer's output is found by the same name. Conversions:
+    Conv2d (K, C, kh, kw) -> kernel (kh, kw, C, K); Linear (out, in) -> Dense kernel (in, out);
+    BatchNorm2d -> BatchNormalization with the running statistics and torch's eps; a Flatten of
+    feature maps first permutes them back to (C, H, W) so that the Linear's columns line up.
+    input_shape: one image's (C, H, W), as the case's x.shape[1:].
+    """
+    import keras
+
+    state = {key: np.asarray(value) for key, value in weights.items()}
+    channels, height, width = input_shape
+    x = inputs = keras.Input(shape=(height, width, channels), dtype=dtype)
+    four_d = True
+    for layer in layers:
+        name, kind, args = layer["name"], layer["type"], layer["args"]
+        if kind == "Conv2d":
+            if args.get("groups", 1) != 1:
+                raise NotImplementedError(f"keras_net: layer {name!r} has groups={args['groups']}")
+            if any(args["padding"]):
+                x = keras.layers.ZeroPadding2D(tuple(args["padding"]), name=f"{name}_pad", dtype=dtype)(x)
+            conv = keras.layers.Conv2D(args["out_channels"], tuple(args["kernel_size"]), strides=tuple(args["stride"]),
+                                       dilation_rate=tuple(args["dilation"]), use_bias=args["bias"], name=name,
+                                       dtype=dtype)
+            x = conv(x)
+            kernel = [state[f"{name}.weight"].transpose(2, 3, 1, 0)]
+            conv.set_weights(kernel + ([state[f"{name}.bias"]] if args["bias"] else []))
+        elif kind == "Linear":
+            dense = keras.layers.Dense(args["out_features"], use_bias=args["bias"], name=name, dtype=dtype)
+            x = dense(x)
+            dense.set_weights([state[f"{name}.weight"].T] + ([state[f"{name}.bias"]] if args["bias"] else []))
+        elif kind == "BatchNorm2d":
+            norm = keras.layers.BatchNormalization(epsilon=args["eps"], name=name, dtype=dtype)
+            x = norm(x)
+            norm.set_weights([state[f"{name}.{key}"] for key in ("weight", "bias", "running_mean", "running_var")])
+        elif kind == "ReLU":
+            x = keras.layers.ReLU(name=name, dtype=dtype)(x)
+        elif kind == "MaxPool2d":
+            if any(np.atleast_1d(args["padding"])) or any(np.atleast_1d(args["dilation"]) != 1) or args["ceil_mode"]:
+                raise NotImplementedError(f"keras_net: layer {name!r} pads, dilates or rounds up")
+            kernel = tuple(np.broadcast_to(args["kernel_size"], 2))
+            stride = tuple(np.broadcast_to(args["stride"] or args["kernel_size"], 2))
+            x = keras.layers.MaxPooling2D(kernel, strides=stride, name=name, dtype=dtype)(x)
+        elif kind == "AdaptiveAvgPool2d":
+            if tuple(np.broadcast_to(args["output_size"], 2)) != (1, 1):
+                raise NotImplementedError(f"keras_net: layer {name!r} pools to {args['output_size']}, not 1 x 1")
+            x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name, dtype=dtype)(x)
+        elif kind == "Flatten":
+            x = keras.layers.Permute((3, 1, 2), name=f"{name}_to_chw", dtype=dtype)(x) if four_d else x
+            x = keras.layers.Flatten(name=name, dtype=dtype)(x)
+        else:
+            raise NotImplementedError(f"keras_net: no Keras layer for {kind} ({name!r})")
+        four_d = len(x.shape) == 4
+    return keras.Model(inputs, x)
 
 
 def _upsample(maps, size, align_corners=False):
@@ -179,7 +240,7 @@ def run_captum(folder) -> dict:
 
 TORCHCAM_METHODS = OrderedDict([
     ("cam", "CAM"), ("gradcam", "GradCAM"), ("gradcam++", "GradCAMpp"), ("xgradcam", "XGradCAM"),
-    ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"),
+    ("layercam", "LayerCAM"), ("scorecam", "ScoreCAM"), ("iscam", "ISCAM"),
 ])
 
 
@@ -199,7 +260,7 @@ def run_torchcam(folder) -> dict:
             for normalized, stage in ((False, "raw"), (True, "torchcam")):
                 options = {"fc_layer": linear} if method == "cam" else {}
                 with extractor_class(net, case["layer"], input_shape=tuple(x.shape[1:]), **options) as extractor:
-                    if method in ("cam", "scorecam"):
+                    if method in ("cam", "scorecam", "iscam"):
                         with torch.no_grad():
                             net(x)  # the hooks keep the activations (and, for Score-CAM, the input)
                         maps = extractor(class_idx=case["targets"], normalized=normalized)

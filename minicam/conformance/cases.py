@@ -266,12 +266,17 @@ def finish(pre_relu: np.ndarray, case: Case, stage: str, has_relu: bool) -> np.n
 
 
 def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
-    """Every expected map of the case, keyed "<method>/<stage>"."""
+    """Every expected map of the case, keyed "<method>/<stage>". A preset that implies options
+    for the method (PRESETS[stage].method_options: the library's own formula) gets its map
+    computed with them, as explain() does."""
     maps = OrderedDict()
     for method in case.methods:
         pre = method_map(case, method, final_relu=False)
         for stage in STAGES:
-            maps[f"{method}/{stage}"] = finish(pre, case, stage, REGISTRY[method].final_relu)
+            implied = PRESETS[stage].options_for(method) if stage in PRESETS else {}
+            implied = {k: v for k, v in implied.items() if k not in case.options.get(method, {})}  # the case's win
+            stage_pre = method_map(case, method, final_relu=False, **implied) if implied else pre
+            maps[f"{method}/{stage}"] = finish(stage_pre, case, stage, REGISTRY[method].final_relu)
     return maps
 
 

@@ -14,9 +14,8 @@ import numpy as np
 
 from minicam import nn, ops
 from minicam.cam.capture import predict
-from minicam.cam.conventions import resize_maps
 from minicam.cam.guided import guided_gradcam_map, input_gradients, reduce_channels
-from minicam.cam.maps import positive, weighted_sum
+from minicam.cam.maps import positive
 from minicam.cam.registry import REGISTRY
 from minicam.conformance.catalogue import register
 
@@ -135,25 +134,9 @@ def batchnorm_train_mode(lab, method):
 
 
 # ----------------------------------------------------------------------------
-# Grad-CAM++ (docs/peers.md, Grad-CAM++; silent disagreements 1): at least five formulas in the wild
+# Grad-CAM++ (docs/peers.md, Grad-CAM++; silent disagreements 1): at least five formulas in the wild.
+# Each is minicam's gradcampp with the options that name its choices (minicam/cam/gradcampp.py).
 # ----------------------------------------------------------------------------
-
-
-def _eq19_unguarded(A, g, eps=0.0):
-    """alpha = g^2 / (2 g^2 + sum_ab A_ab g^3 + eps) where g != 0 (and the denominator != 0), else 0."""
-    denominator = 2 * g**2 + A.sum(axis=(2, 3), keepdims=True) * g**3 + eps
-    usable = (g != 0) & (denominator != 0)
-    return np.where(usable, g**2 / np.where(usable, denominator, 1), 0.0)
-
-
-def _renormalise(alpha, over):
-    """alpha divided, per channel, by its sum over the positions `over` (by 1 where that sum is 0)."""
-    total = np.sum(np.where(over, alpha, 0.0), axis=(2, 3), keepdims=True)
-    return alpha / np.where(total != 0, total, 1)
-
-
-def _gradcampp_map(A, weights_per_position, alpha):
-    return weighted_sum(np.sum(alpha * weights_per_position, axis=(2, 3)), A)
 
 
 @register("gradcampp-alpha-renormalised", "method",
@@ -168,22 +151,18 @@ def gradcampp_alpha_renormalised(lab, method):
           "the authors' code: alpha renormalised over positive-gradient positions, weights ReLU(exp(S) g), no pole rule",
           "adityac94/Grad_CAM_plus_plus misc/utils.py grad_CAM_plus (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_authors_code(lab, method):
-    """alpha = g^2 / (2 g^2 + sum(A) g^3) (1 as denominator where it is 0), renormalised over g > 0;
-    w_k = sum_ij alpha ReLU(exp(S) g)."""
-    A, g, S = lab.activations_and_gradients("logit")
-    alpha = _renormalise(_eq19_unguarded(A, g), over=g > 0)
-    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
+    """gradcampp(variant="authors", exp_score=True, keep="g != 0"): alpha = exp(S) g^2 / (2 exp(S) g^2 +
+    sum(A) exp(S) g^3) wherever g != 0, renormalised over g > 0; w_k = sum_ij alpha ReLU(exp(S) g)."""
+    return lab.pre("gradcam++", variant="authors", exp_score=True, keep="g != 0")
 
 
 @register("gradcampp-tf-keras-vis", "method",
           "alpha renormalised over ALL positions (not only g > 0), weights ReLU(exp(S) g)",
-          "tf-keras-vis gradcam_plus_plus.py (docs/peers.md, Grad-CAM++)", ("gradcam++",))
+          "tf-keras-vis 0.8.7 gradcam_plus_plus.py (docs/peers.md, Grad-CAM++); the tf-keras-vis preset's options",
+          ("gradcam++",))
 def gradcampp_tf_keras_vis(lab, method):
-    """alpha = g^2 / (2 g^2 + sum(A) g^3) (0 where g = 0), divided by its sum over ALL positions
-    (by 1 if that sum is 0); w_k = sum_ij alpha ReLU(exp(S) g)."""
-    A, g, S = lab.activations_and_gradients("logit")
-    alpha = _renormalise(_eq19_unguarded(A, g), over=np.ones_like(g, dtype=bool))
-    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
+    """gradcampp(exp_score=True, keep="g != 0", renormalise="all")."""
+    return lab.pre("gradcam++", exp_score=True, keep="g != 0", renormalise="all")
 
 
 @register("gradcampp-sum-g3A", "method",
@@ -191,52 +170,57 @@ def gradcampp_tf_keras_vis(lab, method):
           "1Konny/gradcam_plus_plus-pytorch issue #2 / PR #3, yiskw713 issue #2; torchcam's formula had its "
           "division worked (docs/peers.md, Grad-CAM++)", ("gradcam++",))
 def gradcampp_sum_g3A(lab, method):
-    """alpha = g^2 / (2 g^2 + sum_ij(g^3 A)) where g != 0. On a GAP head g is constant over the
+    """gradcampp(denominator="sum(g^3 A)", keep="g != 0"). On a GAP head g is constant over the
     positions of a channel, so sum(g^3 A) = g^3 sum(A) and this equals eq. 19 there."""
-    A, g, _ = lab.activations_and_gradients("logit")
-    denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
-    usable = (g != 0) & (denominator != 0)
-    alpha = np.where(usable, g**2 / np.where(usable, denominator, 1), 0.0)
-    return _gradcampp_map(A, positive(g), alpha)
+    return lab.pre("gradcam++", denominator="sum(g^3 A)", keep="g != 0")
 
 
 @register("gradcampp-1konny", "method",
-          "sum_ij(g^3 A) denominator (1 where it is 0) + 1e-7, weights ReLU(exp(S) g)",
+          "sum_ij(g^3 A) denominator + 1e-7, weights ReLU(exp(S) g)",
           "1Konny/gradcam_plus_plus-pytorch gradcam.py, copied into many projects", ("gradcam++",))
 def gradcampp_1konny(lab, method):
-    """alpha = g^2 / (d + 1e-7), d = 2 g^2 + sum_ij(g^3 A) (1 where d = 0); w_k = sum_ij alpha ReLU(exp(S) g)."""
-    A, g, S = lab.activations_and_gradients("logit")
-    denominator = 2 * g**2 + np.sum(g**3 * A, axis=(2, 3), keepdims=True)
-    alpha = g**2 / (np.where(denominator != 0, denominator, 1) + 1e-7)
-    return _gradcampp_map(A, positive(np.exp(S)[:, None, None, None] * g), alpha)
+    """gradcampp(denominator="sum(g^3 A)", alpha_eps=1e-7, keep="g != 0") times exp(S) of each image: its alpha is
+    built from the plain g, and exp(S) enters only the ReLU'd weights, a per-image factor."""
+    pre = lab.pre("gradcam++", denominator="sum(g^3 A)", alpha_eps=1e-7, keep="g != 0")
+    return pre * _per_image(np.exp(lab.logits()))
 
 
 @register("torchcam-0.5.0-gradcampp", "method",
           "no-op alpha division: alpha = g^2, weights sum_ij g^2 ReLU(g) = sum_ij ReLU(g)^3",
           "torchcam 0.3.2-0.5.0 GradCAMpp._get_weights: alpha[mask].div_(...) divides a "
-          "copy made by boolean indexing (docs/peers.md, Grad-CAM++)", ("gradcam++",))
+          "copy made by boolean indexing (docs/peers.md, Grad-CAM++); the torchcam preset's options", ("gradcam++",))
 def torchcam_gradcampp(lab, method):
-    """w_k = sum_ij g^2 ReLU(g): the alpha torchcam meant to divide is never divided."""
-    A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, positive(g), g**2)
+    """gradcampp(divide_alpha=False): w_k = sum_ij g^2 ReLU(g), the alpha torchcam meant to divide."""
+    return lab.pre("gradcam++", divide_alpha=False)
 
 
 @register("gradcampp-pytorch-grad-cam", "method",
           "eq. 19 with 1e-6 added to the denominator, alpha = 0 where g = 0, no pole rule",
-          "pytorch-grad-cam grad_cam_plusplus.py (docs/peers.md, Grad-CAM++)", ("gradcam++",))
+          "pytorch-grad-cam 1.5.7 grad_cam_plusplus.py (docs/peers.md, Grad-CAM++); the pytorch-grad-cam preset's "
+          "options", ("gradcam++",))
 def gradcampp_pytorch_grad_cam(lab, method):
-    """alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0; w_k = sum_ij alpha ReLU(g)."""
-    A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, positive(g), _eq19_unguarded(A, g, eps=1e-6))
+    """gradcampp(alpha_eps=1e-6, keep="g != 0"): alpha = g^2 / (2 g^2 + sum(A) g^3 + 1e-6) where g != 0."""
+    return lab.pre("gradcam++", alpha_eps=1e-6, keep="g != 0")
 
 
 @register("gradcampp-unguarded", "method",
           "eq. 19 without minicam's pole rule (alpha kept where 2 + g sum(A) <= 0, signed layers only)",
           "eq. 19 as printed; pytorch-grad-cam without its eps", ("gradcam++",))
 def gradcampp_unguarded(lab, method):
-    """alpha = g^2 / (2 g^2 + sum(A) g^3) where g != 0, even where 2 + g sum(A) <= 0."""
-    A, g, _ = lab.activations_and_gradients("logit")
-    return _gradcampp_map(A, positive(g), _eq19_unguarded(A, g))
+    """gradcampp(keep="g != 0"): alpha = g^2 / (2 g^2 + sum(A) g^3) where g != 0, even where 2 + g sum(A) <= 0."""
+    return lab.pre("gradcam++", keep="g != 0")
+
+
+@register("torchcam-0.5.0-smoothgradcampp", "method",
+          "Smooth Grad-CAM++ without exp(S), the sum(g^3 A) denominator + 1e-8, ReLU of the last sample's "
+          "gradient, and the last noisy sample's activations in the map",
+          "torchcam 0.5.0 SmoothGradCAMpp (docs/peers.md, Smooth Grad-CAM++); the torchcam preset's options "
+          "(with the case's noise)", ("smoothgradcam++",))
+def torchcam_smoothgradcampp(lab, method):
+    """smoothgradcampp(exp_weights=False, denominator="sum(g^3 A)", alpha_eps=1e-8, relu_gradient="last",
+    activations="last-sample"), the case's noise."""
+    return lab.pre("smoothgradcam++", exp_weights=False, denominator="sum(g^3 A)", alpha_eps=1e-8, relu_gradient="last",
+                   activations="last-sample")
 
 
 # ----------------------------------------------------------------------------
@@ -249,7 +233,7 @@ def gradcampp_unguarded(lab, method):
 def xgradcam_eps_1e7(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-7), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return formula("xgradcam", A, g, eps=1e-7)
+    return formula("xgradcam", A, g, weight_eps=1e-7)
 
 
 @register("xgradcam-eps-1e-8", "method", "weights sum(g A) / (sum(A) + 1e-8) for every channel",
@@ -257,7 +241,7 @@ def xgradcam_eps_1e7(lab, method):
 def xgradcam_eps_1e8(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-8), also for channels with sum(A) <= 0."""
     A, g, _ = lab.activations_and_gradients("logit")
-    return formula("xgradcam", A, g, eps=1e-8)
+    return formula("xgradcam", A, g, weight_eps=1e-8)
 
 
 # ----------------------------------------------------------------------------
@@ -272,6 +256,23 @@ def _scorecam(summary, source, **options):
     return summary, source, variant
 
 
+def _torchcam_score_cam(method):
+    def variant(lab, method):
+        return lab.pre(method, score="logit", baseline=None, normalize_masks="before-upsample", mask_eps=1e-8,
+                       no_evidence="formula", **({"coefficients": "torchcam"} if method == "iscam" else {}))
+    variant.__doc__ = (f"{method} with torchcam 0.5.0's choices: logits, masks normalised (eps 1e-8) before "
+                       "upsampling" + (", coefficients i (i + 1) / (2N)" if method == "iscam" else ""))
+    return variant
+
+
+for _method in ("sscam", "iscam"):
+    register(f"torchcam-{_method}", "method",
+             f"torchcam: {_method} on logits, masks normalised (eps 1e-8) before upsampling"
+             + (", scales i (i + 1) / (2N)" if _method == "iscam" else ""),
+             "torchcam 0.5.0 methods/activation.py (docs/peers.md, Score-CAM, SS-CAM and IS-CAM); the torchcam "
+             "preset's options", (_method,))(_torchcam_score_cam(_method))
+
+
 for _name, (_summary, _source, _function) in {
     "scorecam-logit": _scorecam(
         "logits instead of softmax probabilities (with the channel softmax)",
@@ -284,16 +285,20 @@ for _name, (_summary, _source, _function) in {
         "torchcam ScoreCAM (_normalize on the activations, then F.interpolate)", normalize_masks="before-upsample"),
     "torchcam-scorecam": _scorecam(
         "torchcam: logits, masks normalised (eps 1e-8) before bilinear upsampling, channel softmax",
-        "torchcam 0.5.0 methods/activation.py ScoreCAM", score="logit", normalize_masks="before-upsample",
-        mask_eps=1e-8, no_evidence="formula"),
+        "torchcam 0.5.0 methods/activation.py ScoreCAM; the torchcam preset's options", score="logit", baseline=None,
+        normalize_masks="before-upsample", mask_eps=1e-8, no_evidence="formula"),
     "pytorch-grad-cam-scorecam": _scorecam(
-        "pytorch-grad-cam: logits, masks upsampled corner-aligned then normalised (eps 1e-8), channel softmax",
-        "pytorch-grad-cam score_cam.py (UpsamplingBilinear2d is align_corners=True)", score="logit",
-        mask_interpolation="bilinear-corners", mask_eps=1e-8, no_evidence="formula"),
+        "pytorch-grad-cam: logits, masks upsampled corner-aligned then normalised (eps 1e-8), channel softmax, "
+        "float32 weights",
+        "pytorch-grad-cam 1.5.7 score_cam.py (UpsamplingBilinear2d is align_corners=True); the pytorch-grad-cam "
+        "preset's options", score="logit", baseline=None, mask_interpolation="bilinear-corners", mask_eps=1e-8,
+        no_evidence="formula", weights_dtype="float32"),
     "tf-keras-vis-scorecam": _scorecam(
-        "tf-keras-vis: probabilities as weights (no channel softmax, no baseline), corner-aligned masks, eps 1e-7",
-        "tf-keras-vis scorecam.py", channel_softmax=False, baseline=None, mask_interpolation="bilinear-corners",
-        mask_eps=1e-7, no_evidence="formula"),
+        "tf-keras-vis: probabilities as weights (no channel softmax, no baseline), corner-aligned masks, eps 1e-7, "
+        "float32 weights",
+        "tf-keras-vis 0.8.7 scorecam.py; the tf-keras-vis preset's options", score="softmax", channel_softmax=False,
+        baseline=None, mask_interpolation="bilinear-corners", mask_eps=1e-7, no_evidence="formula",
+        weights_dtype="float32"),
 }.items():
     register(_name, "method", _summary, _source, ("scorecam",))(_function)
 
@@ -326,6 +331,14 @@ def eigen_centred_flipped(lab, method):
     return -lab.pre(method, center=True)
 
 
+@register("eigen-pytorch-grad-cam", "method", "centred, with the sign LAPACK returns (np.linalg.svd, full_matrices)",
+          "pytorch-grad-cam 1.5.7 utils/svd_on_activations.py get_2d_projection; the pytorch-grad-cam preset's "
+          "options", EIGEN)
+def eigen_pytorch_grad_cam(lab, method):
+    """minicam's map with center=True, sign="lapack"."""
+    return lab.pre(method, center=True, sign="lapack")
+
+
 # ----------------------------------------------------------------------------
 # Ablation-CAM (docs/peers.md, Ablation-CAM)
 # ----------------------------------------------------------------------------
@@ -334,8 +347,17 @@ def eigen_centred_flipped(lab, method):
 @register("ablation-divide-by-y", "method", "weights (y - y_k) / y: divided by the signed score, not |y|",
           "pytorch-grad-cam ablation_cam.py: the map flips for a negative logit", ("ablationcam",))
 def ablation_divide_by_y(lab, method):
-    """minicam's map times sign(y): (y - y_k) / y = sign(y) (y - y_k) / |y|."""
-    return lab.pre(method) * _per_image(np.sign(lab.logits()))
+    """ablationcam(divide_by="y"): (y - y_k) / y = sign(y) (y - y_k) / |y|."""
+    return lab.pre(method, divide_by="y")
+
+
+@register("ablation-pytorch-grad-cam", "method",
+          "divided by y, float32 weights, ablation with 0 (or min - 1e7 where the layer's minimum is not 0)",
+          "pytorch-grad-cam 1.5.7 ablation_cam.py and ablation_layer.py; the pytorch-grad-cam preset's options",
+          ("ablationcam",))
+def ablation_pytorch_grad_cam(lab, method):
+    """ablationcam(ablation_value="pytorch-grad-cam", divide_by="y", weights_dtype="float32")."""
+    return lab.pre(method, ablation_value="pytorch-grad-cam", divide_by="y", weights_dtype="float32")
 
 
 @register("ablation-no-division", "method", "weights y - y_k: the drop itself, not divided by y",
@@ -379,13 +401,10 @@ def plain_gradient(lab, method):
 @register("captum-guided-gradcam", "method",
           "Grad-CAM (with ReLU) upsampled by NEAREST and not normalised, times guided backpropagation",
           "captum attr/_core/guided_grad_cam.py (interpolate_mode='nearest' by default), reduced by max |.| "
-          "over the colour channels", ("guided-gradcam",))
+          "over the colour channels; the captum preset's options", ("guided-gradcam",))
 def captum_guided_gradcam(lab, method):
-    """max over colour channels of |guided gradients * nearest-upsampled ReLU(Grad-CAM)|."""
-    case = lab.case
-    coarse = positive(lab.pre("gradcam"))
-    guided, _ = input_gradients(case.model, case.x, case.targets)
-    return reduce_channels(guided * resize_maps(coarse, case.size, "nearest")[:, None], "max-abs")
+    """guided_gradcam(gradcam_interpolation="nearest", normalize_gradcam=False)."""
+    return lab.pre("guided-gradcam", gradcam_interpolation="nearest", normalize_gradcam=False)
 
 
 # ----------------------------------------------------------------------------
