@@ -18,6 +18,11 @@ apart (docs/peers.md, each method's section, and its silent disagreements):
                running statistics, in eval mode (train mode would mix the images).
   tiny_maps    a bias-free flatten-head net on inputs scaled by 1e-3: maps of order 1e-4,
                where an eps of 1e-7 or 1e-8 added by a normalisation is measurable.
+  signed_net   explained at a conv layer followed by a tanh (not a ReLU), with gradients of both
+               signs where the activations are negative, through a max pool and a flatten head: signed activations whose channels are not offsets of
+               one another (captum_toy's are), so that LayerCAM (ReLU(g) A) and Grad-CAM
+               element-wise (ReLU(g A)) differ, and so do the variants that coincide on
+               non-negative activations.
 
 The meaning of a map (the keys of the expected files and of a results file):
 
@@ -194,6 +199,26 @@ def tiny_maps() -> Case:
                 sources="the normalisation eps of each peer (docs/peers.md, silent disagreements 5)")
 
 
+def signed_net() -> Case:
+    """conv(3->4) relu maxpool conv(4->3) [layer] tanh maxpool flatten Linear(12->3) on 8x8 images;
+    the layer conv2 (4x4) is signed, and a tanh (not a ReLU) after it passes gradients where A < 0."""
+    rng = np.random.default_rng(505)
+    model = _sequential([
+        ("conv1", nn.Conv2d(3, 4, 3, padding=1, rng=rng)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(4, 3, 3, padding=1, rng=rng)),
+        ("tanh2", nn.Tanh()),
+        ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(3 * 2 * 2, 3, rng=rng)),
+    ])
+    x = rng.standard_normal((2, 3, 8, 8))
+    return Case("signed_net", "a conv layer before its ReLU: signed activations and gradients of both signs; 4x4 -> 8x8",
+                model, x, _mixed_targets(model, x), "conv2",
+                sources="LayerCAM (Jiang et al. 2021) = Grad-CAM element-wise only where A >= 0")
+
+
 def _mixed_targets(model, x):
     """Image 0 explains its predicted class, image 1 its LEAST likely class (a negative logit
     here, which flips Ablation-CAM's weights when divided by y), image 2 the class in between."""
@@ -208,6 +233,7 @@ BUILDERS = OrderedDict([
     ("flatten_net", flatten_net),
     ("bn_net", bn_net),
     ("tiny_maps", tiny_maps),
+    ("signed_net", signed_net),
 ])
 
 # Options every case passes to a method (beyond its defaults). Smooth Grad-CAM++ is random:
