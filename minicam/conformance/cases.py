@@ -285,16 +285,28 @@ def method_map(case: Case, method: str, final_relu: bool = True, model=None, tar
 
 def finish(pre_relu: np.ndarray, case: Case, stage: str, has_relu: bool) -> np.ndarray:
     """What a key's stage does to the method's map before its final ReLU:
-    "raw": the final ReLU (if the method has one); a preset: explain()'s steps in float64."""
+    "raw": the final ReLU (if the method has one); a preset: explain()'s steps in float64;
+    "<preset>/after-<step>": the preset's steps up to that one (stages.py)."""
+    if "/" in stage:
+        from minicam.conformance.stages import step_values
+
+        preset, label = stage.split("/")
+        return step_values(pre_relu, case, _method_with_relu(has_relu), preset)[label]
     if stage == "raw":
         return final_relu(pre_relu, has_relu)
     return postprocess(pre_relu, case.size, replace(PRESETS[stage], dtype=None), has_relu)
 
 
-def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
+def _method_with_relu(has_relu):
+    """A method name whose final_relu is has_relu (step_values needs one to know the ReLU step)."""
+    return next(name for name, m in REGISTRY.items() if m.final_relu == has_relu)
+
+
+def expected_maps(case: Case, premaps: dict | None = None) -> "OrderedDict[str, np.ndarray]":
     """Every expected map of the case, keyed "<method>/<stage>". A preset that implies options
     for the method (PRESETS[stage].method_options: the library's own formula) gets its map
-    computed with them, as explain() does."""
+    computed with them, as explain() does. `premaps`, if given, receives each
+    (method, stage) -> the map before the method's final ReLU."""
     maps = OrderedDict()
     for method in case.methods:
         pre = method_map(case, method, final_relu=False)
@@ -302,8 +314,20 @@ def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
             implied = PRESETS[stage].options_for(method) if stage in PRESETS else {}
             implied = {k: v for k, v in implied.items() if k not in case.options.get(method, {})}  # the case's win
             stage_pre = method_map(case, method, final_relu=False, **implied) if implied else pre
+            if premaps is not None:
+                premaps[(method, stage)] = stage_pre
             maps[f"{method}/{stage}"] = finish(stage_pre, case, stage, REGISTRY[method].final_relu)
     return maps
+
+
+def expected_values(case: Case) -> "OrderedDict[str, np.ndarray]":
+    """The expected maps and the values of every other stage (stages.stage_values): what an export
+    writes to expected.npz and what verify compares with."""
+    from minicam.conformance.stages import stage_values
+
+    premaps = {}
+    maps = expected_maps(case, premaps)
+    return OrderedDict(list(stage_values(case, premaps).items()) + list(maps.items()))
 
 
 def smoothgrad_noise(case: Case) -> np.ndarray:

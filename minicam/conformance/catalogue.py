@@ -125,6 +125,7 @@ class Lab:
     def for_stage(self, stage: str) -> "Lab":
         """The lab whose methods get the options the key's preset implies (PRESETS[stage].method_options,
         under the case's own options, as cases.expected_maps computes them); the lab itself for raw."""
+        stage = stage.split("/")[0]  # "<preset>/after-<step>": the preset's options
         if stage not in PRESETS:
             return self
         implied = {}
