@@ -136,3 +136,13 @@ def stage_values(case, premaps=None) -> "OrderedDict[str, np.ndarray]":
             for label, value in step_values(pre, case, method, preset).items():
                 values[f"{method}/{preset}/{label}"] = value
     return values
+
+
+def result_keys(name: str, methods) -> "OrderedDict[str, str]":
+    """Every key a results file may hold for case `name` -> the key of its expected value (reference_key),
+    in the order verify reads them."""
+    keys = OrderedDict((f"{name}/{stage}", stage) for stage in CASE_STAGES)
+    for method in methods:
+        for stage in method_stages(method):
+            keys[f"{name}/{method}/{stage}"] = reference_key(method, stage)
+    return keys
