@@ -38,6 +38,8 @@ def computed(variant, *arguments):
         return variant.compute(*arguments)
     except NonFiniteError:
         return None
+    except ValueError:  # options that cannot be combined (a variant under a preset's method options)
+        return None
 
 
 def candidates(lab: Lab, method: str, stage: str):
