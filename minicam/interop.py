@@ -367,6 +367,16 @@ def images_from_nhwc(x) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def _check_flattened(owner, count, counted, channels, height, width, shape, layer):
+    """The map's sizes must be positive ints whose product is the number of flattened inputs."""
+    for name, size in (("channels", channels), ("height", height), ("width", width)):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {size!r}")
+    if count != channels * height * width:
+        raise ValueError(f"{owner}: {counted.format(count)} but the flattened map {shape} has "
+                         f"{channels * height * width}; give the shape of the map that enters {layer}")
+
+
 def flatten_dense_from_keras(kernel, channels: int, height: int, width: int) -> np.ndarray:
     """The Linear weight (out, C*H*W) equal to a Keras Dense kernel (H*W*C, out) that
     follows Flatten of a channels-last (H, W, C) map.
@@ -387,14 +397,9 @@ def flatten_dense_from_keras(kernel, channels: int, height: int, width: int) -> 
     weight row is [a, c, b, d].
     """
     kernel = _checked_array(kernel, 2, "flatten_dense_from_keras", "(height * width * channels, out_features)")
-    for name, size in (("channels", channels), ("height", height), ("width", width)):
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"flatten_dense_from_keras: {name} must be a positive int, got {size!r}")
     rows, out = kernel.shape
-    if rows != channels * height * width:
-        raise ValueError(f"flatten_dense_from_keras: the kernel has {rows} input rows but the flattened map "
-                         f"(H, W, C) = ({height}, {width}, {channels}) has {height * width * channels}; give the "
-                         "shape of the map that enters Keras's Flatten")
+    _check_flattened("flatten_dense_from_keras", rows, "the kernel has {} input rows", channels, height, width,
+                     f"(H, W, C) = ({height}, {width}, {channels})", "Keras's Flatten")
     weight = kernel.reshape(height, width, channels, out).transpose(3, 2, 0, 1)  # (out, C, H, W)
     return np.ascontiguousarray(weight.reshape(out, channels * height * width))
 
@@ -478,14 +483,9 @@ def flatten_dense_to_keras(weight, channels: int, height: int, width: int) -> np
     minicam verify names that mistake 'flatten-dense-transposed'.
     """
     weight = _checked_array(weight, 2, "flatten_dense_to_keras", "(out_features, channels * height * width)")
-    for name, size in (("channels", channels), ("height", height), ("width", width)):
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"flatten_dense_to_keras: {name} must be a positive int, got {size!r}")
     out, columns = weight.shape
-    if columns != channels * height * width:
-        raise ValueError(f"flatten_dense_to_keras: the weight has {columns} input columns but the flattened map "
-                         f"(C, H, W) = ({channels}, {height}, {width}) has {channels * height * width}; give the "
-                         "shape of the map that enters Flatten")
+    _check_flattened("flatten_dense_to_keras", columns, "the weight has {} input columns", channels, height, width,
+                     f"(C, H, W) = ({channels}, {height}, {width})", "Flatten")
     kernel = weight.reshape(out, channels, height, width).transpose(2, 3, 1, 0)  # (H, W, C, out)
     return np.ascontiguousarray(kernel.reshape(height * width * channels, out))
 

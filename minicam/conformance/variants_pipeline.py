@@ -64,16 +64,7 @@ def relu_always(pre, lab, stage, has_relu):
           "pytorch-grad-cam before PR #152 (issue #149, October 2021)")
 def normalise_before_relu(pre, lab, stage, has_relu):
     """The preset's steps with the ReLU moved right after the first normalisation."""
-    if stage == "raw":
-        return None
-    order = steps(preset_pipeline(stage), has_relu, lab.case.size)
-    names = [name for name, _ in order]
-    if "relu" not in names or "normalize" not in names or preset_pipeline(stage).normalize == "none":
-        return None
-    relu_step = order.pop(names.index("relu"))
-    first_normalize = [name for name, _ in order].index("normalize")
-    order.insert(first_normalize + 1, relu_step)
-    return run_steps(pre, order)
+    return _relu_moved_after("normalize", pre, lab, stage, has_relu)
 
 
 # ----------------------------------------------------------------------------
@@ -215,14 +206,20 @@ for _name, _kernel, _antialias, _summary, _source in (
           "lobes, and bilinear on signed maps, then differ)")
 def relu_after_resize(pre, lab, stage, has_relu):
     """The preset's steps with the ReLU moved right after the resize."""
-    if stage == "raw":
+    return _relu_moved_after("resize", pre, lab, stage, has_relu)
+
+
+def _relu_moved_after(step, pre, lab, stage, has_relu):
+    """The preset's steps with the ReLU moved right after the first `step` (None where there is no ReLU,
+    no such step, or no normalisation to move it after)."""
+    if stage == "raw" or (step == "normalize" and preset_pipeline(stage).normalize == "none"):
         return None
     order = steps(preset_pipeline(stage), has_relu, lab.case.size)
     names = [name for name, _ in order]
-    if "relu" not in names:
+    if "relu" not in names or step not in names:
         return None
     relu_step = order.pop(names.index("relu"))
-    order.insert([name for name, _ in order].index("resize") + 1, relu_step)
+    order.insert([name for name, _ in order].index(step) + 1, relu_step)
     return run_steps(pre, order)
 
 
