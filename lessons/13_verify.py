@@ -25,7 +25,8 @@
 #   `report.py`: `Entry.sentence`
 # - `minicam/conformance/variants_methods.py`: `torchcam_gradcampp`, `gradcampp_sum_g3A`;
 #   `variants_pipeline.py`: the upsampling and eps variants
-# - `minicam/conformance/adapters.py`: `run_torchcam`
+# - `minicam/conformance/adapters.py`: `run_torchcam`, `run_keras_tutorial` (TensorFlow)
+# - `minicam/conformance/stages.py` (every stage a results file can hold) and `diagnose.py`
 #
 # **Time**: 45 minutes.
 
@@ -581,6 +582,72 @@ for what, entry in rows:
             assert entry.status == "PASS", entry.sentence()
 assert pair_entry.diagnosis[0].names == ("torchcam-0.5.0-gradcampp", "corner-aligned-upsampling"), pair_entry.sentence()
 print(f"\nthe pair, as verify says it:\n  {pair_entry.sentence()}")
+
+# %% [markdown]
+# ## 9. A Keras tutorial, through the same cases (TensorFlow)
+#
+# The cases are framework-neutral: `minicam.conformance.adapters.run_keras_tutorial` rebuilds each
+# net in Keras (channels-last, with `minicam.interop`'s conversions) and runs the Grad-CAM of a widely
+# read Keras tutorial (keras-io `examples/vision/grad_cam.py`) as it computes it: the gradients pooled
+# over the positions, each channel times its pooled gradient, then the **mean** over channels, a
+# ReLU, and a division by the **max** at the layer's resolution before upsampling. It submits every
+# stage (logits, $A$, $g$, the weights, `raw`, `minicam`), so verify can say where it first parts:
+# the logits, $A$, $g$ and the weights agree; the raw map is $\frac1K$ of Grad-CAM's, because
+# $\frac1K\sum_k$ is not $\sum_k$ (harmless after dividing by the max, but not the paper's map).
+# Then tf-keras-vis's float32 Grad-CAM++: its $e^{S}$ factor overflows float32 for a logit
+# $S > 88.7$ and it returns NaN; minicam raises `NonFiniteError` instead.
+
+# %%
+try:
+    import tensorflow  # noqa: F401  (slow to import: about 5 s)
+    import keras  # noqa: F401
+except ImportError as error:
+    print(f"skipped: the TensorFlow part (TensorFlow cannot be imported: {error}); pip install -e '.[peers]' to run it")
+else:
+    from minicam.conformance import adapters
+    from minicam.errors import NonFiniteError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tutorial = verify(adapters.run_keras_tutorial(folder), cases=folder)
+    for entry, agreed in tutorial.firsts:
+        print(f"  {entry.key}: first differs at {entry.stage}"
+              f"{'' if agreed is None else ' (' + agreed.stage + ' agrees)'}: {entry.cause()[:110]}")
+    for entry in tutorial.entries:
+        if entry.stage in ("logits", "A", "g", "weights"):
+            assert entry.status == "PASS", entry.sentence()
+        if entry.method == "gradcam" and entry.stage == "raw":
+            assert entry.diagnosis[0].names == ("scale",) and "mean over channels" in entry.diagnosis[0].summary
+        if entry.method == "gradcam" and entry.stage == "minicam" and entry.status == "FAIL":
+            assert "keras-io-heatmap" in [m.label for m in entry.diagnosis], entry.sentence()
+    # tf-keras-vis's Grad-CAM++ multiplies by exp(S) g^3: with captum_toy's logit 54 it overflows float32
+    toy = loaded["captum_toy"][0]
+    logit = float(predict(toy.model, toy.x)[0, toy.targets[0]])
+    with np.errstate(over="ignore"):
+        print(f"captum_toy image 0: logit S = {logit:.1f}; exp(S) in float32 = {np.exp(np.float32(logit))}")
+    try:
+        import tf_keras_vis.gradcam_plus_plus as tkv
+        from tf_keras_vis.utils.scores import CategoricalScore
+        case = adapters.read_case(folder / "captum_toy")
+        net32 = adapters.keras_net(case["layers"], case["weights"], case["x"].shape[1:], "float32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = np.asarray(tkv.GradcamPlusPlus(net32, clone=False)(
+                CategoricalScore([int(t) for t in toy.targets]), toy.x.astype(np.float32).transpose(0, 2, 3, 1),
+                penultimate_layer=toy.layer, seek_penultimate_conv_layer=False))
+        print(f"tf-keras-vis GradcamPlusPlus, float32: NaN in image 0's map: {bool(np.isnan(theirs[0]).any())}")
+        assert np.isnan(theirs[0]).any()
+    except ImportError as error:
+        print(f"skipped: tf-keras-vis's own map (it cannot be imported: {error})")
+    from minicam.conformance.architecture import build, describe
+    toy32 = build(describe(toy.model), toy.model.state_dict(), dtype=np.float32)  # the same net in float32
+    try:
+        minicam.cam.explain(toy32, toy.x.astype(np.float32), "gradcam++", toy.layer, toy.targets,
+                            convention="tf-keras-vis")
+        raise AssertionError("minicam should have refused the overflow")
+    except NonFiniteError as error:
+        print(f"minicam: NonFiniteError: {str(error)[:150]}...")
+
 print(f"\nlesson 13 ran in {time.perf_counter() - START:.1f} s")
 
 # %% [markdown]
@@ -656,6 +723,11 @@ print(f"\nlesson 13 ran in {time.perf_counter() - START:.1f} s")
 # - **Discussion prompt**: torchcam's own benchmark reports GradCAMpp's Average Drop as
 #   much worse than Grad-CAM's (docs/peers.md, Grad-CAM++). Would you have suspected a bug from that
 #   number alone? What does lesson 12 say about such numbers?
+# - **Section 9** (TensorFlow; skipped without it): the keras-io tutorial's Grad-CAM agrees on the
+#   logits, $A$, $g$ and the weights, and first differs at `raw` by exactly $\frac1K$ (verify: `scale`,
+#   "the mean over channels instead of the sum"); its `minicam` maps are `keras-io-heatmap` (divided by
+#   the max at the layer's resolution, then resized); its "Grad-CAM++" is `method-gradcam+`. Importing
+#   TensorFlow takes about 5 s of the lesson's time (fast mode: about 19 s with TensorFlow, 9 s without).
 # - **Timing**: 10 minutes for section 1, 5 for the export, 15 for the colleague's code,
 #   the diagnosis and the mask demonstration (let students hunt for the bug before running
 #   verify), 5 for torchcam, 10 for section 8. The script runs in about 10 seconds, most

@@ -8,11 +8,19 @@ identical weights. This file moves the weights in, unchanged:
   state_dict_from_torch(sd)        a torch state_dict -> {name: NumPy array}, for
                                    minicam_model.load_state_dict(...) (e.g. a torchvision ResNet
                                    into minicam.models.resnet50())
+  From Keras/TensorFlow (channels-last) to minicam/torch, and back:
   conv_kernel_from_hwio(k)         Keras Conv2D kernel (kh, kw, C, K) -> minicam/torch (K, C, kh, kw)
+  conv_kernel_to_hwio(w)           minicam/torch (K, C, kh, kw) -> Keras Conv2D kernel (kh, kw, C, K)
   dense_kernel_from_keras(k)       Keras Dense kernel (in, out) -> minicam/torch (out, in)
+  dense_kernel_to_keras(w)         minicam/torch (out, in) -> Keras Dense kernel (in, out)
   flatten_dense_from_keras(k, ...) a Dense after Flatten of a channels-last map: reorder its rows
+  flatten_dense_to_keras(w, ...)   a Linear after Flatten of an NCHW map, as the Dense kernel Keras needs
+  batch_norm_from_keras(...)       BatchNormalization's gamma, beta, moving statistics, epsilon, momentum
+  batch_norm_to_keras(...)         -> BatchNorm2d's state and arguments, and back
   images_from_nhwc(x)              images (N, H, W, C) -> (N, C, H, W)
+  images_to_nhwc(x)                images (N, C, H, W) -> (N, H, W, C)
   same_padding_from_keras(...)     Keras/TensorFlow padding="same" as explicit (left, right, top, bottom)
+  padding_to_keras(...)            a torch/minicam padding as Keras's: "same", "valid", or a ZeroPadding2D
 
 torch is imported inside the torch functions only: `import minicam` never needs torch.
 
@@ -39,7 +47,9 @@ from minicam.autograd import Tensor
 __all__ = [
     "from_torch", "state_dict_from_torch", "SUPPORTED_TORCH_LAYERS",
     "conv_kernel_from_hwio", "dense_kernel_from_keras", "flatten_dense_from_keras", "images_from_nhwc",
-    "same_padding_from_keras",
+    "same_padding_from_keras", "conv_kernel_to_hwio", "dense_kernel_to_keras", "flatten_dense_to_keras",
+    "images_to_nhwc", "batch_norm_from_keras", "batch_norm_to_keras", "padding_to_keras",
+    "TORCH_BATCH_NORM_EPS", "KERAS_BATCH_NORM_EPS",
 ]
 
 # ----------------------------------------------------------------------------
@@ -357,6 +367,16 @@ def images_from_nhwc(x) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def _check_flattened(owner, count, counted, channels, height, width, shape, layer):
+    """The map's sizes must be positive ints whose product is the number of flattened inputs."""
+    for name, size in (("channels", channels), ("height", height), ("width", width)):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {size!r}")
+    if count != channels * height * width:
+        raise ValueError(f"{owner}: {counted.format(count)} but the flattened map {shape} has "
+                         f"{channels * height * width}; give the shape of the map that enters {layer}")
+
+
 def flatten_dense_from_keras(kernel, channels: int, height: int, width: int) -> np.ndarray:
     """The Linear weight (out, C*H*W) equal to a Keras Dense kernel (H*W*C, out) that
     follows Flatten of a channels-last (H, W, C) map.
@@ -377,14 +397,9 @@ def flatten_dense_from_keras(kernel, channels: int, height: int, width: int) -> 
     weight row is [a, c, b, d].
     """
     kernel = _checked_array(kernel, 2, "flatten_dense_from_keras", "(height * width * channels, out_features)")
-    for name, size in (("channels", channels), ("height", height), ("width", width)):
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"flatten_dense_from_keras: {name} must be a positive int, got {size!r}")
     rows, out = kernel.shape
-    if rows != channels * height * width:
-        raise ValueError(f"flatten_dense_from_keras: the kernel has {rows} input rows but the flattened map "
-                         f"(H, W, C) = ({height}, {width}, {channels}) has {height * width * channels}; give the "
-                         "shape of the map that enters Keras's Flatten")
+    _check_flattened("flatten_dense_from_keras", rows, "the kernel has {} input rows", channels, height, width,
+                     f"(H, W, C) = ({height}, {width}, {channels})", "Keras's Flatten")
     weight = kernel.reshape(height, width, channels, out).transpose(3, 2, 0, 1)  # (out, C, H, W)
     return np.ascontiguousarray(weight.reshape(out, channels * height * width))
 
@@ -423,3 +438,148 @@ def same_padding_from_keras(height: int, width: int, kernel_size, stride=1, dila
     top, bottom = before_after(height, kh, sh, dh)
     left, right = before_after(width, kw, sw, dw)
     return left, right, top, bottom
+
+
+def conv_kernel_to_hwio(weight) -> np.ndarray:
+    """A minicam/torch conv weight (K, C, kh, kw) as a Keras/TensorFlow Conv2D kernel (kh, kw, C, K).
+
+    kernel[i, j, c, k] = weight[k, c, i, j]: the inverse of conv_kernel_from_hwio (a transpose,
+    never a reshape: weight.reshape(kh, kw, C, K) has the right shape and the wrong numbers).
+
+    Example: a 3x3 conv from 2 to 5 channels
+        >>> weight = model.conv1.weight.data                 # shape (5, 2, 3, 3)
+        >>> kernel = conv_kernel_to_hwio(weight)             # shape (3, 3, 2, 5)
+        >>> keras_conv.set_weights([kernel, model.conv1.bias.data])
+    """
+    weight = _checked_array(weight, 4, "conv_kernel_to_hwio", "(out_channels, in_channels, kh, kw)",
+                            "; a Linear weight (out, in) goes through dense_kernel_to_keras")
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
+
+
+def dense_kernel_to_keras(weight) -> np.ndarray:
+    """A minicam/torch Linear weight (out, in) as a Keras Dense kernel (in, out): its transpose.
+
+    Example: Linear(64, 10) has weight (10, 64) -> Dense(10) kernel (64, 10):
+        >>> dense.set_weights([dense_kernel_to_keras(fc.weight.data), fc.bias.data])
+    After Flatten of a feature map use flatten_dense_to_keras: Keras flattens in another order.
+    """
+    weight = _checked_array(weight, 2, "dense_kernel_to_keras", "(out_features, in_features)")
+    return np.ascontiguousarray(weight.T)
+
+
+def flatten_dense_to_keras(weight, channels: int, height: int, width: int) -> np.ndarray:
+    """The Keras Dense kernel (H*W*C, out) equal to a minicam/torch Linear weight (out, C*H*W) that
+    follows Flatten of an NCHW map (C, H, W): the inverse of flatten_dense_from_keras.
+
+        kernel[(h*W + w)*C + c, o] = weight[o, (c*H + h)*W + w]
+        i.e. weight.reshape(out, C, H, W).transpose(2, 3, 1, 0).reshape(H*W*C, out)
+
+    Worked example, C=2, H=1, W=2, one output, weight row [a, c, b, d] (torch order
+    x(c0,0,0), x(c0,0,1), x(c1,0,0), x(c1,0,1)): the Keras rows, in the order
+    x(0,0,c0), x(0,0,c1), x(0,1,c0), x(0,1,c1), are [a, b, c, d].
+        >>> flatten_dense_to_keras(np.array([[1., 3., 2., 4.]]), 2, 1, 2)[:, 0]
+        array([1., 2., 3., 4.])
+    A plain transpose (dense_kernel_to_keras) runs without error and gives wrong logits:
+    minicam verify names that mistake 'flatten-dense-transposed'.
+    """
+    weight = _checked_array(weight, 2, "flatten_dense_to_keras", "(out_features, channels * height * width)")
+    out, columns = weight.shape
+    _check_flattened("flatten_dense_to_keras", columns, "the weight has {} input columns", channels, height, width,
+                     f"(C, H, W) = ({channels}, {height}, {width})", "Flatten")
+    kernel = weight.reshape(out, channels, height, width).transpose(2, 3, 1, 0)  # (H, W, C, out)
+    return np.ascontiguousarray(kernel.reshape(height * width * channels, out))
+
+
+def images_to_nhwc(x) -> np.ndarray:
+    """Images (N, C, H, W) as (N, H, W, C): x.transpose(0, 2, 3, 1), a contiguous copy; the inverse of
+    images_from_nhwc. Maps (N, h, w) need no conversion: they have no channel axis.
+
+    Example: (2, 3, 32, 32) -> (2, 32, 32, 3); a Keras layer's output (N, h, w, K) goes back to
+    minicam's A (N, K, h, w) with images_from_nhwc.
+    """
+    x = _checked_array(x, 4, "images_to_nhwc", "(N, C, H, W)", "; for one image (C, H, W) pass x[None]")
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+TORCH_BATCH_NORM_EPS = 1e-5   # torch.nn.BatchNorm2d and minicam.nn.BatchNorm2d
+KERAS_BATCH_NORM_EPS = 1e-3   # keras.layers.BatchNormalization
+
+
+def batch_norm_to_keras(state: Mapping, prefix: str = "", eps: float = TORCH_BATCH_NORM_EPS,
+                        momentum: float | None = 0.1) -> dict:
+    """A minicam/torch BatchNorm2d as Keras's BatchNormalization: {"weights": [gamma, beta,
+    moving_mean, moving_variance] (set_weights' order), "epsilon": eps, "momentum": 1 - momentum}.
+
+    Both compute gamma (x - mean) / sqrt(var + eps) + beta in inference. The differences:
+      - names: weight, bias, running_mean, running_var = gamma, beta, moving_mean, moving_variance;
+      - eps: torch's default 1e-5, Keras's 1e-3: pass epsilon=eps explicitly (with Keras's default
+        the maps differ; minicam verify names it 'batchnorm-eps-keras');
+      - momentum: torch updates running = (1 - m) running + m batch with m = 0.1; Keras
+        moving = m' moving + (1 - m') batch with m' = 0.99: m' = 1 - m (it matters only when
+        the statistics are updated, i.e. training mode);
+      - channels: Keras normalises the last axis (channels-last), torch axis 1.
+
+    Example, with `prefix` the layer's name in the state_dict:
+        >>> converted = batch_norm_to_keras(model.state_dict(), "bn1.", eps=model.bn1.eps)
+        >>> layer = keras.layers.BatchNormalization(epsilon=converted["epsilon"],
+        ...                                         momentum=converted["momentum"])
+        >>> layer.build((None, H, W, C)); layer.set_weights(converted["weights"])
+    """
+    weights = [np.array(_checked_array(state[f"{prefix}{key}"], 1, "batch_norm_to_keras", "(C,)"))
+               for key in ("weight", "bias", "running_mean", "running_var")]
+    return {"weights": weights, "epsilon": float(eps), "momentum": None if momentum is None else 1.0 - momentum}
+
+
+def batch_norm_from_keras(weights, epsilon: float = KERAS_BATCH_NORM_EPS, momentum: float = 0.99,
+                          prefix: str = "") -> dict:
+    """Keras BatchNormalization's get_weights() [gamma, beta, moving_mean, moving_variance] (with
+    center=True and scale=True) as {"state": a BatchNorm2d state_dict, "eps": epsilon, "momentum":
+    1 - momentum}: the inverse of batch_norm_to_keras. Keras's epsilon (1e-3 by default) must be
+    given to BatchNorm2d(eps=...): torch's default 1e-5 would change every output.
+
+    Example:
+        >>> converted = batch_norm_from_keras(layer.get_weights(), layer.epsilon, layer.momentum, "bn1.")
+        >>> bn = minicam.nn.BatchNorm2d(C, eps=converted["eps"], momentum=converted["momentum"])
+        >>> state.update(converted["state"])          # bn1.weight, bn1.bias, bn1.running_mean, ...
+    """
+    if len(weights) != 4:
+        raise ValueError(f"batch_norm_from_keras: expected [gamma, beta, moving_mean, moving_variance], got "
+                         f"{len(weights)} arrays (a layer with center=False or scale=False lacks beta or gamma: "
+                         "give ones / zeros in their place)")
+    arrays = [np.array(_checked_array(w, 1, "batch_norm_from_keras", "(C,)")) for w in weights]
+    keys = ("weight", "bias", "running_mean", "running_var")
+    return {"state": {f"{prefix}{key}": array for key, array in zip(keys, arrays)}, "eps": float(epsilon),
+            "momentum": 1.0 - float(momentum)}
+
+
+def padding_to_keras(padding, kernel_size, stride=1, dilation=1, height=None, width=None):
+    """A torch/minicam conv or pooling padding (an int or (ph, pw), both sides alike) as Keras says it:
+    "valid" for 0; "same" when Keras's "same" pads exactly those rows and columns on both sides
+    (stride 1 and an odd effective kernel 2p + 1, or the sizes given and same_padding_from_keras agrees);
+    otherwise ((ph, ph), (pw, pw)) for a keras.layers.ZeroPadding2D before a "valid" layer.
+
+    Example: a 3x3 stride-1 conv with padding=1 is "same"; with stride 2 on 32x32 it is not (Keras
+    pads (0, 1)): ZeroPadding2D(((1, 1), (1, 1))) then Conv2D(..., strides=2, padding="valid").
+        >>> padding_to_keras(1, 3)
+        'same'
+        >>> padding_to_keras(1, 3, stride=2, height=32, width=32)
+        ((1, 1), (1, 1))
+    """
+    def pair(value, name):
+        values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+        if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0
+                                   for v in values):
+            raise ValueError(f"padding_to_keras: {name} must be a non-negative int or a pair of them, got {value!r}")
+        return tuple(int(v) for v in values)
+
+    (ph, pw), (kh, kw), (sh, sw), (dh, dw) = (pair(padding, "padding"), pair(kernel_size, "kernel_size"),
+                                              pair(stride, "stride"), pair(dilation, "dilation"))
+    if (ph, pw) == (0, 0):
+        return "valid"
+    if height is not None and width is not None:
+        left, right, top, bottom = same_padding_from_keras(height, width, (kh, kw), (sh, sw), (dh, dw))
+        if (top, bottom, left, right) == (ph, ph, pw, pw):
+            return "same"
+    elif (sh, sw) == (1, 1) and (dh * (kh - 1), dw * (kw - 1)) == (2 * ph, 2 * pw):
+        return "same"
+    return ((ph, ph), (pw, pw))

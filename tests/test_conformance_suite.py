@@ -14,7 +14,8 @@ from minicam.cam import METHODS, explain
 from minicam.cam.capture import capture, predict
 from minicam.cam.conventions import PRESETS
 from minicam.conformance import architecture
-from minicam.conformance.cases import STAGES, build_case, expected_maps, finish, method_map, smoothgrad_noise, suite
+from minicam.conformance.cases import (STAGES, build_case, expected_maps, expected_values, finish, method_map,
+                                      smoothgrad_noise, suite)
 from minicam.conformance.export import CaseDataError, export_cases, load_cases
 from minicam.cam.gradcampp import smoothgradcampp_map
 
@@ -178,15 +179,18 @@ def exported(tmp_path_factory):
 def test_export_writes_every_file(exported, expected):
     index = json.loads((exported / "index.json").read_text())
     assert index["cases"] == list(CASES) and index["key"] == "<case>/<method>/<stage>"
-    assert list(index["stages"]) == list(STAGES)
+    assert list(index["stages"])[:len(STAGES)] == list(STAGES)
+    assert {"logits", "score", "A", "g", "weights", "<preset>/after-<step>"} <= set(index["stages"])
+    assert "<case>/<method>/<preset>/after-<step>" in index["keys"] and index["version"] == 2
     for name, case in CASES.items():
         info = json.loads((exported / name / "case.json").read_text())
         assert info["layer"] == case.layer and info["targets"] == case.targets.tolist()
         assert info["methods"] == list(case.methods) and info["score"] == "logit"
         with np.load(exported / name / "expected.npz") as stored:
-            assert sorted(stored.files) == sorted(expected[name])
+            values = expected_values(case)
+            assert sorted(stored.files) == sorted(values) and set(expected[name]) <= set(values)
             for key in stored.files:
-                np.testing.assert_array_equal(stored[key], expected[name][key])
+                np.testing.assert_array_equal(stored[key], values[key])
                 assert stored[key].dtype == np.float64
         with np.load(exported / name / "weights.npz") as weights:
             assert list(weights.files) == list(case.model.state_dict())
@@ -199,7 +203,8 @@ def test_export_writes_every_file(exported, expected):
 
 def test_readme_explains_the_format(exported):
     text = (exported / "README.md").read_text()
-    for phrase in ("<case>/<method>/<stage>", "NCHW", "logit", "float32", "float64", "(N, h, w)", "(N, H, W)",
+    for phrase in ("<case>/<method>/raw", "<case>/logits", "<case>/<method>/<preset>/after-<step>", "NCHW",
+                   "Keras", "tf.GradientTape", "flatten_dense_to_keras", "logit", "float32", "float64", "(N, h, w)", "(N, H, W)",
                    "torch.autograd.grad", "np.savez", "torchcam-0.5.0-gradcampp", "corner-aligned"):
         assert phrase in text, phrase
     for name in CASES:

@@ -15,6 +15,14 @@ weights.npz, in float64 and eval mode.
                      SmoothGradCAMpp and SSCAM are not run: they draw their own noise, which cannot
                      be set to the exported noise, so their maps cannot be compared number by number
                      here (tests/test_peers_parity.py replays torch's generator instead).
+  run_keras_tutorial(DIR)  (TensorFlow) the keras-io Grad-CAM tutorial's code (examples/vision/grad_cam.py),
+                     written as it computes: one image at a time, gradients pooled with reduce_mean over
+                     (batch, rows, columns), each channel times its pooled gradient, the MEAN over
+                     channels, ReLU, divided by the max, upsampled bilinearly; and its "Grad-CAM++"
+                     (ReLU of the gradients before pooling: Grad-CAM+, summed over channels). Every
+                     stage is submitted (logits, A, g, weights, raw, minicam).
+  run_tf_keras_vis(DIR) (TensorFlow) tf-keras-vis 0.8.7 Gradcam, GradcamPlusPlus, Layercam (float64) and
+                     Scorecam (float32: it cannot run on float64 nets) -> the tf-keras-vis preset
   write_results(DIR) all of them -> DIR/results-<name>.npz
 
     python -m minicam.conformance.adapters DIR      (export first: python -m minicam export-cases DIR)
@@ -112,6 +120,8 @@ def keras_net(layers, weights, input_shape, dtype="float64"):
             norm.set_weights([state[f"{name}.{key}"] for key in ("weight", "bias", "running_mean", "running_var")])
         elif kind == "ReLU":
             x = keras.layers.ReLU(name=name, dtype=dtype)(x)
+        elif kind in ("Tanh", "Sigmoid"):
+            x = keras.layers.Activation(kind.lower(), name=name, dtype=dtype)(x)
         elif kind == "MaxPool2d":
             if any(np.atleast_1d(args["padding"])) or any(np.atleast_1d(args["dilation"]) != 1) or args["ceil_mode"]:
                 raise NotImplementedError(f"keras_net: layer {name!r} pads, dilates or rounds up")
@@ -275,7 +285,101 @@ def run_torchcam(folder) -> dict:
 # All of them
 # ----------------------------------------------------------------------------
 
-ADAPTERS = OrderedDict([("torch", run_torch), ("captum", run_captum), ("torchcam", run_torchcam)])
+# ----------------------------------------------------------------------------
+# TensorFlow: the keras-io tutorial and tf-keras-vis
+# ----------------------------------------------------------------------------
+
+
+def _keras_case(case):
+    return keras_net(case["layers"], case["weights"], case["x"].shape[1:])
+
+
+def run_keras_tutorial(folder) -> dict:
+    """The keras-io Grad-CAM tutorial's computation (make_gradcam_heatmap), on every case, one image at a
+    time as the tutorial runs it; its "Grad-CAM++" under gradcam++ (the ReLU of the gradients before
+    pooling). Keys: logits, gradcam/{A, g, weights, raw, minicam}, gradcam++/{raw, minicam}."""
+    import keras
+    import tensorflow as tf
+
+    results = {}
+    for name, case in cases_in(folder):
+        model = _keras_case(case)
+        grad_model = keras.Model(model.inputs, [model.get_layer(case["layer"]).output, model.output])
+        images = case["x"].transpose(0, 2, 3, 1)
+        size = case["x"].shape[2:]
+        rows = {key: [] for key in ("logits", "A", "g", "pooled", "raw", "heatmap", "plus_raw", "plus_heatmap")}
+        for image, target in zip(images, case["target_array"]):
+            with tf.GradientTape() as tape:
+                last_conv_layer_output, preds = grad_model(image[None])
+                class_channel = preds[:, int(target)]
+            grads = tape.gradient(class_channel, last_conv_layer_output)
+            pooled_grads = tf.reduce_mean(grads, axis=(0, 1, 2))           # over the batch AND the positions
+            weighted = last_conv_layer_output.numpy()[0] * pooled_grads.numpy()  # each channel times its weight
+            heatmap = np.mean(weighted, axis=-1)                           # the MEAN over channels
+            relu = np.maximum(heatmap, 0)
+            rows["raw"].append(relu)
+            rows["heatmap"].append(relu / np.max(relu))                   # divided by the max
+            # its "Grad-CAM++": ReLU of the gradients before pooling, the sum over channels
+            plus = np.maximum(last_conv_layer_output.numpy()[0] @ tf.reduce_mean(tf.nn.relu(grads), axis=(0, 1, 2))
+                              .numpy(), 0)
+            rows["plus_raw"].append(plus)
+            rows["plus_heatmap"].append(plus / np.max(plus))
+            rows["logits"].append(preds.numpy()[0])
+            rows["A"].append(last_conv_layer_output.numpy()[0].transpose(2, 0, 1))
+            rows["g"].append(grads.numpy()[0].transpose(2, 0, 1))
+            rows["pooled"].append(pooled_grads.numpy())
+
+        def upsample(maps):  # the tutorial's display resize: bilinear, half-pixel (tf.image.resize, as cv2)
+            resized = tf.image.resize(np.stack(maps)[..., None], tuple(size), method="bilinear")
+            return resized.numpy()[..., 0].astype(np.float64)
+
+        results[f"{name}/logits"] = np.stack(rows["logits"])
+        results[f"{name}/gradcam/A"] = np.stack(rows["A"])
+        results[f"{name}/gradcam/g"] = np.stack(rows["g"])
+        results[f"{name}/gradcam/weights"] = np.stack(rows["pooled"])
+        results[f"{name}/gradcam/raw"] = np.stack(rows["raw"])
+        results[f"{name}/gradcam/minicam"] = upsample(rows["heatmap"])
+        results[f"{name}/gradcam++/raw"] = np.stack(rows["plus_raw"])
+        results[f"{name}/gradcam++/minicam"] = upsample(rows["plus_heatmap"])
+    return results
+
+
+TF_KERAS_VIS_METHODS = OrderedDict([("gradcam", "Gradcam"), ("gradcam++", "GradcamPlusPlus"),
+                                    ("layercam", "Layercam"), ("scorecam", "Scorecam")])
+
+
+def run_tf_keras_vis(folder) -> dict:
+    """tf-keras-vis on every case's Keras net, at the case's layer (seek_penultimate_conv_layer=False: its
+    default would silently explain another layer) -> "<case>/<method>/tf-keras-vis". Scorecam runs on a
+    float32 net (its float32 weights cannot multiply float64 activations); a map with NaN (Grad-CAM++'s
+    exp(S) overflowing float32) is left out."""
+    import tf_keras_vis.gradcam
+    import tf_keras_vis.gradcam_plus_plus
+    import tf_keras_vis.layercam
+    import tf_keras_vis.scorecam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    modules = {"Gradcam": tf_keras_vis.gradcam, "GradcamPlusPlus": tf_keras_vis.gradcam_plus_plus,
+               "Layercam": tf_keras_vis.layercam, "Scorecam": tf_keras_vis.scorecam}
+    results = {}
+    for name, case in cases_in(folder):
+        for method, class_name in TF_KERAS_VIS_METHODS.items():
+            if method not in case["methods"]:
+                continue
+            dtype = "float32" if method == "scorecam" else "float64"
+            model = keras_net(case["layers"], case["weights"], case["x"].shape[1:], dtype)
+            explainer = getattr(modules[class_name], class_name)(model, clone=False)
+            options = {"batch_size": 32} if method == "scorecam" else {}
+            maps = np.asarray(explainer(CategoricalScore([int(t) for t in case["target_array"]]),
+                                        case["x"].astype(dtype).transpose(0, 2, 3, 1),
+                                        penultimate_layer=case["layer"], seek_penultimate_conv_layer=False, **options))
+            if np.all(np.isfinite(maps)):
+                results[f"{name}/{method}/tf-keras-vis"] = maps
+    return results
+
+
+ADAPTERS = OrderedDict([("torch", run_torch), ("captum", run_captum), ("torchcam", run_torchcam),
+                        ("keras-tutorial", run_keras_tutorial), ("tf-keras-vis", run_tf_keras_vis)])
 
 
 def write_results(folder, names=None) -> "OrderedDict[str, Path]":

@@ -18,6 +18,11 @@ apart (docs/peers.md, each method's section, and its silent disagreements):
                running statistics, in eval mode (train mode would mix the images).
   tiny_maps    a bias-free flatten-head net on inputs scaled by 1e-3: maps of order 1e-4,
                where an eps of 1e-7 or 1e-8 added by a normalisation is measurable.
+  signed_net   explained at a conv layer followed by a tanh (not a ReLU), with gradients of both
+               signs where the activations are negative, through a max pool and a flatten head: signed activations whose channels are not offsets of
+               one another (captum_toy's are), so that LayerCAM (ReLU(g) A) and Grad-CAM
+               element-wise (ReLU(g A)) differ, and so do the variants that coincide on
+               non-negative activations.
 
 The meaning of a map (the keys of the expected files and of a results file):
 
@@ -194,6 +199,26 @@ def tiny_maps() -> Case:
                 sources="the normalisation eps of each peer (docs/peers.md, silent disagreements 5)")
 
 
+def signed_net() -> Case:
+    """conv(3->4) relu maxpool conv(4->3) [layer] tanh maxpool flatten Linear(12->3) on 8x8 images;
+    the layer conv2 (4x4) is signed, and a tanh (not a ReLU) after it passes gradients where A < 0."""
+    rng = np.random.default_rng(505)
+    model = _sequential([
+        ("conv1", nn.Conv2d(3, 4, 3, padding=1, rng=rng)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(4, 3, 3, padding=1, rng=rng)),
+        ("tanh2", nn.Tanh()),
+        ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(3 * 2 * 2, 3, rng=rng)),
+    ])
+    x = rng.standard_normal((2, 3, 8, 8))
+    return Case("signed_net", "a conv layer before its ReLU: signed activations and gradients of both signs; 4x4 -> 8x8",
+                model, x, _mixed_targets(model, x), "conv2",
+                sources="LayerCAM (Jiang et al. 2021) = Grad-CAM element-wise only where A >= 0")
+
+
 def _mixed_targets(model, x):
     """Image 0 explains its predicted class, image 1 its LEAST likely class (a negative logit
     here, which flips Ablation-CAM's weights when divided by y), image 2 the class in between."""
@@ -208,6 +233,7 @@ BUILDERS = OrderedDict([
     ("flatten_net", flatten_net),
     ("bn_net", bn_net),
     ("tiny_maps", tiny_maps),
+    ("signed_net", signed_net),
 ])
 
 # Options every case passes to a method (beyond its defaults). Smooth Grad-CAM++ is random:
@@ -259,16 +285,28 @@ def method_map(case: Case, method: str, final_relu: bool = True, model=None, tar
 
 def finish(pre_relu: np.ndarray, case: Case, stage: str, has_relu: bool) -> np.ndarray:
     """What a key's stage does to the method's map before its final ReLU:
-    "raw": the final ReLU (if the method has one); a preset: explain()'s steps in float64."""
+    "raw": the final ReLU (if the method has one); a preset: explain()'s steps in float64;
+    "<preset>/after-<step>": the preset's steps up to that one (stages.py)."""
+    if "/" in stage:
+        from minicam.conformance.stages import step_values
+
+        preset, label = stage.split("/")
+        return step_values(pre_relu, case, _method_with_relu(has_relu), preset)[label]
     if stage == "raw":
         return final_relu(pre_relu, has_relu)
     return postprocess(pre_relu, case.size, replace(PRESETS[stage], dtype=None), has_relu)
 
 
-def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
+def _method_with_relu(has_relu):
+    """A method name whose final_relu is has_relu (step_values needs one to know the ReLU step)."""
+    return next(name for name, m in REGISTRY.items() if m.final_relu == has_relu)
+
+
+def expected_maps(case: Case, premaps: dict | None = None) -> "OrderedDict[str, np.ndarray]":
     """Every expected map of the case, keyed "<method>/<stage>". A preset that implies options
     for the method (PRESETS[stage].method_options: the library's own formula) gets its map
-    computed with them, as explain() does."""
+    computed with them, as explain() does. `premaps`, if given, receives each
+    (method, stage) -> the map before the method's final ReLU."""
     maps = OrderedDict()
     for method in case.methods:
         pre = method_map(case, method, final_relu=False)
@@ -276,8 +314,20 @@ def expected_maps(case: Case) -> "OrderedDict[str, np.ndarray]":
             implied = PRESETS[stage].options_for(method) if stage in PRESETS else {}
             implied = {k: v for k, v in implied.items() if k not in case.options.get(method, {})}  # the case's win
             stage_pre = method_map(case, method, final_relu=False, **implied) if implied else pre
+            if premaps is not None:
+                premaps[(method, stage)] = stage_pre
             maps[f"{method}/{stage}"] = finish(stage_pre, case, stage, REGISTRY[method].final_relu)
     return maps
+
+
+def expected_values(case: Case) -> "OrderedDict[str, np.ndarray]":
+    """The expected maps and the values of every other stage (stages.stage_values): what an export
+    writes to expected.npz and what verify compares with."""
+    from minicam.conformance.stages import stage_values
+
+    premaps = {}
+    maps = expected_maps(case, premaps)
+    return OrderedDict(list(stage_values(case, premaps).items()) + list(maps.items()))
 
 
 def smoothgrad_noise(case: Case) -> np.ndarray:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from minicam.conformance.export import CaseDataError, export_cases
-from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE
+from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, FLOAT32_RULE
 from minicam.errors import add_debug_flag
 
 
@@ -42,13 +42,13 @@ def verify_main(argv) -> int:
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"the largest relative error that passes, for float64 maps (default {DEFAULT_TOLERANCE:g})")
     parser.add_argument("--float32-tolerance", type=float, default=DEFAULT_FLOAT32_TOLERANCE,
-                        help="the same for float32 maps; the larger of the two is used "
-                             f"(default {DEFAULT_FLOAT32_TOLERANCE:g})")
+                        help="a fixed tolerance for float32 values (the larger of the two is used); default: "
+                             f"{FLOAT32_RULE}")
     parser.add_argument("--require-all", action="store_true", help="count maps that were not submitted as failures")
     parser.add_argument("--no-diagnosis", action="store_true", help="do not search the catalogue of variants")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if not (args.tolerance > 0 and args.float32_tolerance > 0):
+    if not (args.tolerance > 0 and (args.float32_tolerance is None or args.float32_tolerance > 0)):
         parser.error("tolerances must be positive numbers")
     from minicam.conformance.verify import verify  # after argument parsing: --help stays fast
 

@@ -7,7 +7,9 @@
     DIR/<case>/weights.npz        its state_dict, torch's keys ("conv1.weight", ...)
     DIR/<case>/inputs.npz         "x" (N, C, H, W) float64, "targets" (N,) int64,
                                   "smoothgradcam++/noise" (samples, N, C, H, W)
-    DIR/<case>/expected.npz       "<method>/<stage>": minicam's maps, float64
+    DIR/<case>/expected.npz       minicam's values, float64: "<method>/<stage>" maps, and every stage
+                                  before and between them (stages.py): "logits", "score", "A", "g",
+                                  "<method>/weights", "<method>/<preset>/after-<step>"
 
 load_cases(DIR) rebuilds every case (the net in minicam, with the stored
 weights) and its expected maps; adapters.torch_net rebuilds the net in torch.
@@ -26,10 +28,11 @@ from minicam import files
 from minicam.autograd import Tensor
 from minicam.cam.registry import REGISTRY
 from minicam.conformance.architecture import build, describe
-from minicam.conformance.cases import Case, expected_maps, smoothgrad_noise, suite
+from minicam.conformance.cases import Case, expected_values, smoothgrad_noise, suite
 from minicam.conformance.format import (
-    DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, ERROR_MEASURE, FORMAT, KEY, STAGES, VERSION, stage_note,
+    DEFAULT_TOLERANCE, ERROR_MEASURE, FLOAT32_RULE, FORMAT, KEY, KEYS, STAGES, VERSION, stage_note,
 )
+from minicam.conformance.stages import STAGE_NOTES
 from minicam.conformance.readme import readme
 
 
@@ -48,7 +51,7 @@ def export_cases(directory, cases=None, force: bool = False) -> Path:
     _check_export_folder(directory, force)
     directory.mkdir(parents=True, exist_ok=True)
     cases = list(suite().values()) if cases is None else list(cases)
-    expected = {case.name: expected_maps(case) for case in cases}
+    expected = {case.name: expected_values(case) for case in cases}
     for case in cases:
         _export_case(directory / case.name, case, expected[case.name])
     index = {
@@ -57,8 +60,11 @@ def export_cases(directory, cases=None, force: bool = False) -> Path:
         "minicam": minicam.__version__,
         "cases": [case.name for case in cases],
         "key": KEY,
-        "stages": {stage: stage_note(stage) for stage in STAGES},
-        "tolerance": {"float64": DEFAULT_TOLERANCE, "float32": DEFAULT_FLOAT32_TOLERANCE, "measure": ERROR_MEASURE},
+        "keys": list(KEYS),
+        "stages": {**{stage: stage_note(stage) for stage in STAGES}, **STAGE_NOTES,
+                   "<preset>/after-<step>": "the map after each step of the preset, in order (relu, resize, normalize; "
+                                            "a step's second time is numbered: after-normalize-2)"},
+        "tolerance": {"float64": DEFAULT_TOLERANCE, "float32": FLOAT32_RULE, "measure": ERROR_MEASURE},
     }
     files.write_text(directory / "README.md", readme(cases, expected), force=True)
     files.write_json(directory / "index.json", index, force=True)  # last: the folder is complete

@@ -4,7 +4,8 @@ exactly as exported."""
 from __future__ import annotations
 
 from minicam.cam.registry import REGISTRY
-from minicam.conformance.format import DEFAULT_FLOAT32_TOLERANCE, DEFAULT_TOLERANCE, ERROR_MEASURE, STAGES, stage_note
+from minicam.conformance.format import DEFAULT_TOLERANCE, ERROR_MEASURE, FLOAT32_RULE, STAGES, stage_note
+from minicam.conformance.stages import STAGE_NOTES, WEIGHTED
 from minicam.conformance.variants import CATALOGUE
 
 
@@ -30,7 +31,7 @@ def readme(cases, expected) -> str:
         "| `<case>/architecture.json` | the net: `layers`, a list of `{name, type, args}` in order; `type` is a torch.nn class, `args` its constructor arguments |",
         "| `<case>/weights.npz` | the state_dict, with torch's keys (`conv1.weight`, `bn1.running_var`, `fc.bias`, ...), float64 |",
         "| `<case>/inputs.npz` | `x` (N, C, H, W) float64; `targets` (N,) int64, one class per image; `smoothgradcam++/noise` (samples, N, C, H, W) |",
-        "| `<case>/expected.npz` | minicam's maps, keyed `<method>/<stage>`, float64 |",
+        "| `<case>/expected.npz` | minicam's values, float64: the maps keyed `<method>/<stage>`, and every stage before and between them: `logits`, `score`, `A`, `g`, `<method>/weights`, `<method>/<preset>/after-<step>` |",
         "",
         "## Conventions",
         "",
@@ -79,20 +80,37 @@ def readme(cases, expected) -> str:
         "",
         "## The results file",
         "",
-        "One `.npz` (`np.savez(path, **maps)`) holding any subset of the maps:",
+        "One `.npz` (`np.savez(path, **values)`) holding any subset of these keys, in the order of the",
+        "computation (verify reports the FIRST one that differs, with what it means, before the rest):",
         "",
-        "- key `<case>/<method>/<stage>`, e.g. `gap_net/gradcam/raw` or `bn_net/gradcam++/torchcam`;",
-        "- value: the maps of all the case's images, shape (N, h, w) for `raw` (the layer's resolution; the",
-        "  guided methods are at the input's size) and (N, H, W) for a preset (`case.json` lists the shapes);",
-        f"- dtype float64 (tolerance {DEFAULT_TOLERANCE:g}) or float32 (tolerance {DEFAULT_FLOAT32_TOLERANCE:g}). "
-        "Other dtypes, other shapes, NaN",
-        "  or infinite values are reported as INVALID; unknown keys as UNKNOWN; both are failures.",
+        "| key | shape | value |",
+        "|---|---|---|",
+        f"| `<case>/logits` | (N, classes) | {STAGE_NOTES['logits']} |",
+        f"| `<case>/score` | (N,) | {STAGE_NOTES['score']} |",
+        f"| `<case>/<method>/A` | (N, K, h, w) | {STAGE_NOTES['A']}; channels FIRST (from Keras: `A.transpose(0, 3, 1, 2)`) |",
+        f"| `<case>/<method>/g` | (N, K, h, w) | {STAGE_NOTES['g']} |",
+        f"| `<case>/<method>/weights` | (N, K) | {STAGE_NOTES['weights']}; methods {', '.join(WEIGHTED)} |",
+        "| `<case>/<method>/raw` | (N, h, w) | the method's map at the layer (see Stages) |",
+        "| `<case>/<method>/<preset>/after-<step>` | (N, h, w) or (N, H, W) | the map after each step of the preset: `after-relu` "
+        "(where the preset has a ReLU), `after-resize`, `after-normalize`, in the preset's order; a step's second time is "
+        "numbered (`pytorch-grad-cam`: `after-normalize`, `after-resize`, `after-normalize-2`) |",
+        "| `<case>/<method>/<preset>` | (N, H, W) | the finished map |",
         "",
-        f"The error of a map is the {ERROR_MEASURE}. PASS if it is at most the tolerance.",
-        "For a FAIL, verify recomputes the map with each known variant (below), and with each pair of a",
-        "method variant and a pipeline variant, and names those that reproduce your map. Maps you do not",
-        "submit are listed, not failed (`--require-all` fails them). Exit status: 0 if everything passed,",
-        "1 if anything failed, 2 if the files could not be read.",
+        "e.g. `gap_net/logits`, `gap_net/gradcam/g`, `gap_net/gradcam/raw`, `bn_net/gradcam++/minicam/after-resize`,",
+        "`bn_net/gradcam++/torchcam`. Maps are (N, h, w) for `raw` (the layer's resolution; the guided methods",
+        "are at the input's size) and (N, H, W) for a preset (`case.json` lists the shapes). Values are float64",
+        f"(tolerance {DEFAULT_TOLERANCE:g}) or float32 (tolerance {FLOAT32_RULE}). Other dtypes, shapes, NaN or infinite",
+        "values are INVALID; unknown keys UNKNOWN; both are failures.",
+        "",
+        f"The error of a value is the {ERROR_MEASURE}. PASS if it is at most the tolerance.",
+        "For a FAIL, verify recomputes the value with each known variant (below), each pair of a method",
+        "variant and a pipeline variant, and each pair of a context (another target, score or net) and a",
+        "method variant; it also tries a constant factor (e.g. 1/K: the mean over channels instead of the",
+        "sum), a transposed or flipped map, another layer of the net, and, for the logits, A and g, the",
+        "usual port mistakes. It names those that reproduce your value; when none does it says so, and",
+        "where the largest difference is. Values you do not submit are listed, not failed (`--require-all`",
+        "fails the maps). Exit status: 0 if everything passed, 1 if anything failed, 2 if the files could",
+        "not be read.",
         "",
         "### Example: Grad-CAM in torch",
         "",
@@ -104,6 +122,35 @@ def readme(cases, expected) -> str:
         "`F.interpolate(cam[:, None], size=x.shape[2:], mode='bilinear', align_corners=False)[:, 0]`, then",
         "`(m - m.min()) / (m.max() - m.min())` per image. minicam's own adapters for captum and torchcam",
         "are in `minicam/conformance/adapters.py`.",
+        "",
+        "### Keras and TensorFlow (channels-last)",
+        "",
+        "The cases are written in torch's layouts. A channels-last framework needs these conversions",
+        "(each is a documented function in `minicam.interop`, both ways; a wrong one still runs, and",
+        "verify names it from your logits):",
+        "",
+        "| torch / the case | Keras | conversion (`minicam.interop`) | if it is wrong |",
+        "|---|---|---|---|",
+        "| images (N, C, H, W) | (N, H, W, C) | `x.transpose(0, 2, 3, 1)` (`images_to_nhwc`) | shape errors |",
+        "| A, g (N, K, h, w) | (N, h, w, K) | `A.transpose(0, 3, 1, 2)` to save them (`images_from_nhwc`) | INVALID, says channels-last |",
+        "| Conv2d weight (K, C, kh, kw) | Conv2D kernel (kh, kw, C, K) | `w.transpose(2, 3, 1, 0)` (`conv_kernel_to_hwio`); never `reshape` | `conv-kernel-reshaped` |",
+        "| Linear weight (out, in) | Dense kernel (in, out) | `w.T` (`dense_kernel_to_keras`) | |",
+        "| Linear after Flatten of (C, H, W) | Dense after Flatten of (H, W, C) | `w.reshape(out, C, H, W).transpose(2, 3, 1, 0).reshape(H*W*C, out)` (`flatten_dense_to_keras`); NOT `w.T` | `flatten-dense-transposed` |",
+        "| BatchNorm2d weight, bias, running_mean, running_var, eps (1e-5), momentum (0.1) | gamma, beta, moving_mean, moving_variance, epsilon (default 1e-3), momentum = 1 - 0.1 | `batch_norm_to_keras`; give `epsilon=args['eps']` | `batchnorm-eps-keras` |",
+        "| `padding=p` (both sides) | `ZeroPadding2D(p)` then `padding=\"valid\"`; `\"same\"` only where equal (`padding_to_keras`; stride 2 pads the bottom/right only) | | |",
+        "| eval mode | `training=False` (the default of `model(x)`) | | `batchnorm-train-mode` |",
+        "",
+        "Resizing: `tf.image.resize(method='bilinear')` is the `minicam` preset's half-pixel bilinear;",
+        "its `bicubic` is not torch's (Keys a = -0.5, border taps dropped: verify's `tf-bicubic-upsampling`).",
+        "",
+        "### Example: Grad-CAM in Keras (TensorFlow backend)",
+        "",
+        "The net rebuilt from `architecture.json` and `weights.npz`, the gradient with `tf.GradientTape`, and",
+        "every stage saved (logits, A, g, weights, raw); verify then says which stage first differs.",
+        "",
+        "```python",
+        *KERAS_EXAMPLE.strip("\n").splitlines(),
+        "```",
         "",
         "## Known variants and mistakes (what verify looks for)",
         "",
@@ -159,6 +206,87 @@ for name in json.load(open(f"{folder}/index.json"))["cases"]:
     (g,) = torch.autograd.grad(y.sum(), A)
     cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * A).sum(dim=1))   # Grad-CAM (N, h, w)
     results[f"{name}/gradcam/raw"] = cam.detach().numpy()
+
+np.savez("results.npz", **results)
+'''
+
+
+# The Keras example the README shows; a test runs it exactly as printed on an exported folder and verifies it.
+KERAS_EXAMPLE = '''
+import json
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+folder = "cases"  # the folder written by `python -m minicam export-cases cases`
+
+
+def keras_net(case_folder, input_shape):
+    """The case's net in Keras (channels-last, float64), with its weights converted from torch's layouts."""
+    layers = json.load(open(f"{case_folder}/architecture.json"))["layers"]
+    weights = np.load(f"{case_folder}/weights.npz")
+    channels, height, width = input_shape
+    inputs = x = keras.Input((height, width, channels), dtype="float64")
+    settings = []  # (keras layer, its weights), set once the model is built
+    for layer in layers:
+        name, kind, args = layer["name"], layer["type"], layer["args"]
+        if kind == "Conv2d":
+            if any(args["padding"]):   # torch pads both sides alike: an explicit ZeroPadding2D, then "valid"
+                x = keras.layers.ZeroPadding2D(tuple(args["padding"]), dtype="float64")(x)
+            conv = keras.layers.Conv2D(args["out_channels"], tuple(args["kernel_size"]), strides=tuple(args["stride"]),
+                                       use_bias=args["bias"], name=name, dtype="float64")
+            x = conv(x)
+            kernel = weights[f"{name}.weight"].transpose(2, 3, 1, 0)  # (K, C, kh, kw) -> (kh, kw, C, K): transpose
+            settings.append((conv, [kernel] + ([weights[f"{name}.bias"]] if args["bias"] else [])))
+        elif kind == "BatchNorm2d":  # Keras's default epsilon is 1e-3: give the case's
+            norm = keras.layers.BatchNormalization(epsilon=args["eps"], name=name, dtype="float64")
+            x = norm(x)
+            settings.append((norm, [weights[f"{name}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]))
+        elif kind in ("ReLU", "Tanh", "Sigmoid"):
+            x = keras.layers.Activation(kind.lower(), name=name, dtype="float64")(x)
+        elif kind == "MaxPool2d":
+            x = keras.layers.MaxPooling2D(args["kernel_size"], strides=args["stride"] or args["kernel_size"], name=name,
+                                          dtype="float64")(x)
+        elif kind == "AdaptiveAvgPool2d":  # output_size 1: global average pooling, kept 4-D as torch does
+            x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name, dtype="float64")(x)
+        elif kind == "Flatten":
+            flattened = tuple(x.shape[1:])  # (H, W, C): Keras flattens channels-last, in (h, w, c) order
+            x = keras.layers.Flatten(name=name, dtype="float64")(x)
+        elif kind == "Linear":
+            dense = keras.layers.Dense(args["out_features"], use_bias=args["bias"], name=name, dtype="float64")
+            x = dense(x)
+            weight = weights[f"{name}.weight"]  # (out, C*H*W) in torch's (c, h, w) order
+            h, w, c = flattened
+            kernel = weight.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)  # NOT weight.T
+            settings.append((dense, [kernel] + ([weights[f"{name}.bias"]] if args["bias"] else [])))
+        else:
+            raise NotImplementedError(kind)
+    model = keras.Model(inputs, x)
+    for keras_layer, values in settings:
+        keras_layer.set_weights(values)
+    return model
+
+
+results = {}
+for name in json.load(open(f"{folder}/index.json"))["cases"]:
+    case = json.load(open(f"{folder}/{name}/case.json"))
+    inputs = np.load(f"{folder}/{name}/inputs.npz")
+    x, targets = inputs["x"], inputs["targets"]                    # x is (N, C, H, W)
+    model = keras_net(f"{folder}/{name}", x.shape[1:])
+    hooked = keras.Model(model.inputs, [model.get_layer(case["layer"]).output, model.output])
+    with tf.GradientTape() as tape:
+        A, logits = hooked(tf.constant(x.transpose(0, 2, 3, 1)))  # NHWC in
+        tape.watch(A)
+        y = tf.gather(logits, targets, axis=1, batch_dims=1)       # each image's target logit
+    g = tape.gradient(y, A)                                         # dy/dA of each image (images independent)
+    weights = tf.reduce_mean(g, axis=(1, 2))                        # per image and channel: (N, K)
+    cam = tf.nn.relu(tf.einsum("nk,nhwk->nhw", weights, A))         # the SUM over channels, then ReLU
+    results[f"{name}/logits"] = logits.numpy()
+    results[f"{name}/gradcam/A"] = A.numpy().transpose(0, 3, 1, 2)  # back to (N, K, h, w)
+    results[f"{name}/gradcam/g"] = g.numpy().transpose(0, 3, 1, 2)
+    results[f"{name}/gradcam/weights"] = weights.numpy()
+    results[f"{name}/gradcam/raw"] = cam.numpy()
 
 np.savez("results.npz", **results)
 '''

@@ -16,7 +16,7 @@ import numpy as np
 
 from minicam import files
 from minicam.cam.registry import METHODS
-from minicam.conformance.format import STAGES
+from minicam.conformance.stages import CASE_STAGES, method_stages
 from minicam.conformance.report import Entry
 
 
@@ -53,12 +53,19 @@ def read_results(source) -> "tuple[str, dict]":
     return str(path), entries
 
 
-def parse_key(key, cases) -> "tuple[str, str, str] | Entry":
-    """(case, method, stage), or an UNKNOWN Entry saying what is wrong with the key."""
+def parse_key(key, cases) -> "tuple[str, str | None, str] | Entry":
+    """(case, method, stage), or an UNKNOWN Entry saying what is wrong with the key. The case's own
+    stages ("<case>/logits", "<case>/score") have method None; a preset's step is the stage
+    "<preset>/after-<step>"."""
     parts = key.split("/") if isinstance(key, str) else []
+    if len(parts) == 2 and parts[1] in CASE_STAGES and parts[0] in cases:
+        return parts[0], None, parts[1]
+    if len(parts) == 4:
+        parts = parts[:2] + ["/".join(parts[2:])]
     if len(parts) != 3:
         return Entry(str(key), "UNKNOWN", f"a key must be '<case>/<method>/<stage>' (three parts separated "
-                                          f"by '/'), e.g. 'gap_net/gradcam/raw'; got {key!r}")
+                                          f"by '/'), e.g. 'gap_net/gradcam/raw', or '<case>/logits', "
+                                          f"'<case>/score', '<case>/<method>/<preset>/after-<step>'; got {key!r}")
     case, method, stage = parts
     if case not in cases:
         return Entry(key, "UNKNOWN", f"unknown case {case!r}{_did_you_mean(case, cases)}; the cases are "
@@ -66,9 +73,10 @@ def parse_key(key, cases) -> "tuple[str, str, str] | Entry":
     if method not in METHODS:
         return Entry(key, "UNKNOWN", f"unknown method {method!r}{_did_you_mean(method, METHODS)}; the methods "
                                      f"are {', '.join(METHODS)}", case=case, method=method, stage=stage)
-    if stage not in STAGES:
-        return Entry(key, "UNKNOWN", f"unknown stage {stage!r}{_did_you_mean(stage, STAGES)}; the stages are "
-                                     f"{', '.join(STAGES)}", case=case, method=method, stage=stage)
+    allowed = method_stages(method)
+    if stage not in allowed:
+        return Entry(key, "UNKNOWN", f"unknown stage {stage!r} for {method}{_did_you_mean(stage, allowed)}; its stages "
+                                     f"are {', '.join(allowed)}", case=case, method=method, stage=stage)
     if method not in cases[case].methods:
         reason = " (CAM needs the layer to feed global average pooling and a Linear layer)" if method == "cam" else ""
         return Entry(key, "UNKNOWN", f"method {method!r} has no expected map on case {case!r}{reason}",
@@ -92,6 +100,16 @@ def as_array(value) -> "tuple[np.ndarray | None, str]":
 
 
 def check_array(value, expected_shape, stage, layer_shape, input_shape) -> "tuple[np.ndarray | None, str]":
+    """(the value as float64, ""), or (None, what is wrong with it). `value` is an array (see as_array)."""
+    checked, problem = _check_array(value, expected_shape, stage, layer_shape, input_shape)
+    if problem and stage in ("A", "g") and value.ndim == 4 and tuple(value.shape) == tuple(
+            np.array(expected_shape)[[0, 2, 3, 1]]):
+        problem += ("; this is channels-last (N, h, w, K): save np.transpose(values, (0, 3, 1, 2)) "
+                    "(minicam.interop.images_from_nhwc)")
+    return checked, problem
+
+
+def _check_array(value, expected_shape, stage, layer_shape, input_shape) -> "tuple[np.ndarray | None, str]":
     """(the map as float64, ""), or (None, what is wrong with it). `value` is an array (see as_array)."""
     kind = value.dtype.kind
     if kind in "biu":

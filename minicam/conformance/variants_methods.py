@@ -17,7 +17,7 @@ from minicam.cam.capture import predict
 from minicam.cam.guided import guided_gradcam_map, input_gradients, reduce_channels
 from minicam.cam.maps import positive
 from minicam.cam.registry import REGISTRY
-from minicam.conformance.catalogue import register
+from minicam.conformance.catalogue import register, register_context
 
 GRADIENT = tuple(name for name, m in REGISTRY.items() if m.from_gradients)  # maps from A and g alone
 GUIDED = ("guided-backprop", "guided-gradcam")
@@ -38,16 +38,14 @@ def _per_image(values):
 # ----------------------------------------------------------------------------
 
 
-@register("softmax-score", "method", "gradients of the softmax probability instead of the logit",
-          "docs/peers.md, Shared plumbing; silent disagreements 6: the papers differentiate the pre-softmax logit, and so "
-          "do the peers when given logits (captum and tf-keras-vis take whatever the model outputs); a model that "
-          "ends in a softmax (or a score taken after it) gives this", GRADIENT + GUIDED + ("ablationcam",))
-def softmax_score(lab, method):
+@register_context("softmax-score", "gradients of the softmax probability instead of the logit",
+                  "docs/peers.md, Shared plumbing; silent disagreements 6: the papers differentiate the pre-softmax "
+                  "logit, and so do the peers when given logits (captum and tf-keras-vis take whatever the model "
+                  "outputs); a model that ends in a softmax (or a score taken after it) gives this",
+                  GRADIENT + GUIDED + ("ablationcam",))
+def softmax_score(lab):
     """y = softmax(S)_c instead of the logit S_c: g = p_c (dS_c/dA - sum_j p_j dS_j/dA)."""
-    if method in GRADIENT:
-        A, g, _ = lab.activations_and_gradients("softmax")
-        return formula(method, A, g)
-    return lab.pre(method, score="softmax")
+    return None if lab.score == "softmax" else {"score": "softmax"}
 
 
 @register("exp-score", "method", "gradients of exp(logit) instead of the logit",
@@ -55,7 +53,7 @@ def softmax_score(lab, method):
           "before the method's formula", GRADIENT + GUIDED)
 def exp_score(lab, method):
     """g -> exp(S) g, the true exp(S) of each image's logit (not shifted)."""
-    A, g, S = lab.activations_and_gradients("logit")
+    A, g, S = lab.activations_and_gradients()
     scale = np.exp(S)
     if method in GRADIENT:
         return formula(method, A, g * scale[:, None, None, None])
@@ -66,28 +64,25 @@ def exp_score(lab, method):
           "a sign error in the gradient, or counterfactual Grad-CAM given for Grad-CAM (docs/peers.md, Grad-CAM)", GRADIENT)
 def negated_score(lab, method):
     """g -> -g in the method's formula: the map of what LOWERS the score."""
-    A, g, _ = lab.activations_and_gradients("logit")
+    A, g, _ = lab.activations_and_gradients()
     return formula(method, A, -g)
 
 
-@register("predicted-class", "method", "the predicted class (argmax) explained instead of the given target",
-          "the default target of pytorch-grad-cam (targets=None) and of many tutorials", CLASS_DEPENDENT)
-def predicted_class(lab, method):
+@register_context("predicted-class", "the predicted class (argmax) explained instead of the given target",
+                  "the default target of pytorch-grad-cam (targets=None) and of many tutorials", CLASS_DEPENDENT)
+def predicted_class(lab):
     """The method for argmax(output) of each image instead of the case's targets (None if they agree)."""
     predicted = np.argmax(predict(lab.case.model, lab.case.x), axis=1)
-    if np.array_equal(predicted, lab.case.targets):
-        return None
-    return lab.pre(method, targets=predicted)
+    return None if np.array_equal(predicted, lab.case.targets) else {"targets": predicted}
 
 
-@register("first-target-for-all", "method", "the first image's target class used for every image",
-          "class_idx given as one int for the whole batch (torchcam, captum accept both forms)", CLASS_DEPENDENT)
-def first_target_for_all(lab, method):
+@register_context("first-target-for-all", "the first image's target class used for every image",
+                  "class_idx given as one int for the whole batch (torchcam, captum accept both forms)",
+                  CLASS_DEPENDENT)
+def first_target_for_all(lab):
     """The method with targets[0] for every image (None if all targets are equal already)."""
     targets = np.full_like(lab.case.targets, lab.case.targets[0])
-    if np.array_equal(targets, lab.case.targets):
-        return None
-    return lab.pre(method, targets=targets)
+    return None if np.array_equal(targets, lab.case.targets) else {"targets": targets}
 
 
 @register("batch-mean-gradients", "method", "Grad-CAM weights averaged over the batch as well as the positions",
@@ -95,7 +90,7 @@ def first_target_for_all(lab, method):
           "(docs/peers.md, Shared plumbing; Grad-CAM)", ("gradcam",))
 def batch_mean_gradients(lab, method):
     """w_k = mean over (n, i, j) of g: one set of weights for the whole batch."""
-    A, g, _ = lab.activations_and_gradients("logit")
+    A, g, _ = lab.activations_and_gradients()
     if len(A) < 2:
         return None
     return np.einsum("k,nkhw->nhw", g.mean(axis=(0, 2, 3)), A)
@@ -123,14 +118,13 @@ def _train_mode_model(lab):
     return lab.cached("train-mode-model", build)
 
 
-@register("batchnorm-train-mode", "method", "BatchNorm in training mode (batch statistics): model.eval() forgotten",
-          "torch modules start in training mode; pytorch-grad-cam calls model.eval() in its constructor, torchcam "
-          "only in ScoreCAM, a hand-written hook never (docs/peers.md, Shared plumbing)", GRADIENT + GUIDED + ("cam",))
-def batchnorm_train_mode(lab, method):
+@register_context("batchnorm-train-mode", "BatchNorm in training mode (batch statistics): model.eval() forgotten",
+                  "torch modules start in training mode; pytorch-grad-cam calls model.eval() in its constructor, "
+                  "torchcam only in ScoreCAM, a hand-written hook never (docs/peers.md, Shared plumbing); in Keras, "
+                  "model(x, training=True)", GRADIENT + GUIDED + ("cam",))
+def batchnorm_train_mode(lab):
     """The method on a copy of the net whose BatchNorm layers use the batch's statistics."""
-    if not lab.has_batch_norm:
-        return None
-    return lab.pre(method, model=_train_mode_model(lab))
+    return {"model": _train_mode_model(lab)} if lab.has_batch_norm else None
 
 
 # ----------------------------------------------------------------------------
@@ -232,7 +226,7 @@ def torchcam_smoothgradcampp(lab, method):
           "pytorch-grad-cam xgrad_cam.py", ("xgradcam",))
 def xgradcam_eps_1e7(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-7), also for channels with sum(A) <= 0."""
-    A, g, _ = lab.activations_and_gradients("logit")
+    A, g, _ = lab.activations_and_gradients()
     return formula("xgradcam", A, g, weight_eps=1e-7)
 
 
@@ -240,7 +234,7 @@ def xgradcam_eps_1e7(lab, method):
           "torchcam methods/gradient.py XGradCAM", ("xgradcam",))
 def xgradcam_eps_1e8(lab, method):
     """w_k = sum(g A) / (sum(A) + 1e-8), also for channels with sum(A) <= 0."""
-    A, g, _ = lab.activations_and_gradients("logit")
+    A, g, _ = lab.activations_and_gradients()
     return formula("xgradcam", A, g, weight_eps=1e-8)
 
 

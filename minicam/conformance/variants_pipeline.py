@@ -18,9 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from minicam.cam.conventions import PRESETS, normalize_maps, run_steps, steps
+from minicam.cam.conventions import PRESETS, normalize_maps, resize_maps, run_steps, steps
 from minicam.cam.maps import final_relu, positive
 from minicam.conformance.catalogue import register
+from minicam.conformance.tfresize import tf_resize_maps
 
 
 def preset_pipeline(stage):
@@ -63,16 +64,7 @@ def relu_always(pre, lab, stage, has_relu):
           "pytorch-grad-cam before PR #152 (issue #149, October 2021)")
 def normalise_before_relu(pre, lab, stage, has_relu):
     """The preset's steps with the ReLU moved right after the first normalisation."""
-    if stage == "raw":
-        return None
-    order = steps(preset_pipeline(stage), has_relu, lab.case.size)
-    names = [name for name, _ in order]
-    if "relu" not in names or "normalize" not in names or preset_pipeline(stage).normalize == "none":
-        return None
-    relu_step = order.pop(names.index("relu"))
-    first_normalize = [name for name, _ in order].index("normalize")
-    order.insert(first_normalize + 1, relu_step)
-    return run_steps(pre, order)
+    return _relu_moved_after("normalize", pre, lab, stage, has_relu)
 
 
 # ----------------------------------------------------------------------------
@@ -176,3 +168,67 @@ for _name, _field, _value, _summary, _source in (
      f"pytorch-grad-cam base_cam.py scale_cam_image twice ({DISAGREE} 3)"),
 ):
     register(_name, "pipeline", _summary, _source)(_preset_with(_field, _value))
+
+
+# ----------------------------------------------------------------------------
+# Another framework's resize kernel, and the ReLU in another place
+# ----------------------------------------------------------------------------
+
+
+def _with_resize(resize):
+    """The variant "the key's preset with its resize step replaced by `resize(maps, size)`"."""
+    def variant(pre, lab, stage, has_relu):
+        if stage == "raw":
+            return None
+        size = lab.case.size
+        order = [(name, (lambda maps: resize(maps, size)) if name == "resize" else f)
+                 for name, f in steps(preset_pipeline(stage), has_relu, size)]
+        return run_steps(pre, order)
+    return variant
+
+
+for _name, _kernel, _antialias, _summary, _source in (
+    ("tf-bicubic-upsampling", "bicubic", False,
+     "TensorFlow's bicubic: Keys a = -0.5, half-pixel centres, border taps dropped (tf.image.resize)",
+     "tf.image.resize(method='bicubic'), keras.ops.image.resize and keras.layers.Resizing "
+     "(minicam/conformance/tfresize.py); with antialias=True the same when upsampling by an integer factor, "
+     "and its bilinear with or without antialias is half-pixel bilinear when upsampling"),
+):
+    def _resize(maps, size, kernel=_kernel, antialias=_antialias):
+        return tf_resize_maps(maps, size, kernel, antialias)
+    _function = _with_resize(_resize)
+    _function.__doc__ = f"the preset with its resize done by tf.image.resize(method={_kernel!r}, antialias={_antialias})"
+    register(_name, "pipeline", _summary, _source)(_function)
+
+
+@register("relu-after-resize", "pipeline", "the ReLU applied after upsampling instead of before",
+          "a pipeline that resizes the signed map and clips afterwards (bicubic and other kernels with negative "
+          "lobes, and bilinear on signed maps, then differ)")
+def relu_after_resize(pre, lab, stage, has_relu):
+    """The preset's steps with the ReLU moved right after the resize."""
+    return _relu_moved_after("resize", pre, lab, stage, has_relu)
+
+
+def _relu_moved_after(step, pre, lab, stage, has_relu):
+    """The preset's steps with the ReLU moved right after the first `step` (None where there is no ReLU,
+    no such step, or no normalisation to move it after)."""
+    if stage == "raw" or (step == "normalize" and preset_pipeline(stage).normalize == "none"):
+        return None
+    order = steps(preset_pipeline(stage), has_relu, lab.case.size)
+    names = [name for name, _ in order]
+    if "relu" not in names or step not in names:
+        return None
+    relu_step = order.pop(names.index("relu"))
+    order.insert([name for name, _ in order].index(step) + 1, relu_step)
+    return run_steps(pre, order)
+
+
+@register("keras-io-heatmap", "pipeline",
+          "the keras-io tutorial's pipeline: ReLU, divided by the max at the layer's resolution, then upsampled "
+          "bilinearly (no min subtracted, no normalisation after the resize)",
+          "keras-io examples/vision/grad_cam.py: np.maximum(heatmap, 0) / np.max(heatmap), then resized for display")
+def keras_io_heatmap(pre, lab, stage, has_relu):
+    """positive(pre) / max at the layer's resolution, then bilinear half-pixel upsampling (cv2 INTER_LINEAR)."""
+    if stage == "raw":
+        return None
+    return resize_maps(normalize_maps(positive(pre), "max"), lab.case.size, "bilinear")
